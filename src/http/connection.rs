@@ -1,0 +1,123 @@
+//! One client connection: checks each request's framing, reads its body
+//! within the size limit, routes and answers it, and closes the connection
+//! when HTTP says so.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use may_minihttp::{HttpService, Request, Response};
+
+use crate::http::handlers;
+use crate::http::message::{self, RequestHead};
+use crate::http::router;
+use crate::http::wire::Socket;
+use crate::service::TaskService;
+
+/// What every connection shares.
+pub struct Shared {
+    /// The use-cases requests are answered with.
+    pub service: Arc<TaskService>,
+    /// Bodies longer than this are refused with 413.
+    pub max_body_bytes: usize,
+}
+
+/// The per-connection state may_minihttp calls for each request.
+pub struct Connection {
+    socket: Socket,
+    shared: Arc<Shared>,
+    /// Set once the connection is being closed: later requests already in
+    /// the library's buffer are not processed.
+    closing: bool,
+    /// The current request's body, reused across requests.
+    body: Vec<u8>,
+}
+
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+impl Connection {
+    /// State for the connection whose socket descriptor may_minihttp passed
+    /// as the service id.
+    pub fn new(connection_id: usize, shared: Arc<Shared>) -> Self {
+        Self {
+            socket: Socket::from_connection_id(connection_id),
+            shared,
+            closing: false,
+            body: Vec::new(),
+        }
+    }
+
+    /// Reads the whole body into `self.body`; false if the peer went away first.
+    fn read_body(&mut self, request: Request, length: usize) -> bool {
+        self.body.resize(length, 0);
+        request.body().read_exact(&mut self.body).is_ok()
+    }
+
+    /// Answers straight on the socket and closes the connection. For
+    /// requests whose body cannot be framed or is refused unread: answered
+    /// through the library, the unread body would be parsed as the next
+    /// request and the answer lost.
+    fn refuse(&mut self, (code, reason): (u16, &str), message: &str) {
+        let body = handlers::error_body(message);
+        let mut answer = format!(
+            "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        answer.extend_from_slice(&body);
+        self.socket.send(&answer);
+        self.socket.close();
+        self.closing = true;
+    }
+
+    /// Applies the request's connection semantics to the answer.
+    fn end_of_exchange(&mut self, head: &RequestHead, response: &mut Response) {
+        if !head.keep_alive {
+            response.header("Connection: close");
+            self.socket.stop_reading();
+            self.closing = true;
+        } else if head.confirm_keep_alive {
+            response.header("Connection: keep-alive");
+        }
+    }
+}
+
+impl HttpService for Connection {
+    fn call(&mut self, request: Request, response: &mut Response) -> io::Result<()> {
+        if self.closing {
+            handlers::error(response, 503, "Service Unavailable", "connection is closing");
+            return Ok(());
+        }
+        let head = match message::inspect(request.version(), request.headers()) {
+            Ok(head) => head,
+            Err(refused) => {
+                self.refuse(refused.status(), refused.message());
+                return Ok(());
+            }
+        };
+        let limit = self.shared.max_body_bytes;
+        if head.content_length > limit as u64 {
+            let message = format!("request body too large: the limit is {limit} bytes");
+            self.refuse((413, "Content Too Large"), &message);
+            return Ok(());
+        }
+        let routed = router::route(request.method(), request.path());
+        if head.content_length == 0 {
+            self.body.clear();
+        } else {
+            if head.expects_continue {
+                self.socket.send(CONTINUE);
+            }
+            if !self.read_body(request, head.content_length as usize) {
+                self.socket.close();
+                self.closing = true;
+                return Ok(());
+            }
+        }
+        handlers::answer(&self.shared.service, &routed.route, &self.body, response);
+        if routed.head {
+            response.body_mut().clear();
+        }
+        self.end_of_exchange(&head, response);
+        Ok(())
+    }
+}

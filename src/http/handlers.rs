@@ -1,0 +1,292 @@
+//! Turns a route into an answer: calls the service and writes the status,
+//! headers and JSON body. Every error body is `{"error":"..."}`.
+//!
+//! Handlers write through [`Reply`], so they run the same against the
+//! library's `Response` and against a plain buffer in tests and benchmarks.
+
+use bytes::{BufMut, BytesMut};
+use serde::Serialize;
+
+use crate::domain::TaskId;
+use crate::http::router::Route;
+use crate::service::{Created, NEW_TASK_SHAPE, NewTask, ServiceError, TaskService};
+
+/// Where a handler writes its answer.
+pub trait Reply {
+    /// Sets the status code and reason phrase (200 is the default).
+    fn status(&mut self, code: u16, reason: &'static str);
+    /// Adds a header line such as `"Allow: GET"`.
+    fn header(&mut self, line: &'static str);
+    /// The body, to serialise into.
+    fn body(&mut self) -> &mut BytesMut;
+}
+
+impl Reply for may_minihttp::Response<'_> {
+    fn status(&mut self, code: u16, reason: &'static str) {
+        self.status_code(usize::from(code), reason);
+    }
+
+    fn header(&mut self, line: &'static str) {
+        may_minihttp::Response::header(self, line);
+    }
+
+    fn body(&mut self) -> &mut BytesMut {
+        self.body_mut()
+    }
+}
+
+const JSON: &str = "Content-Type: application/json";
+
+/// Answers `route`; `body` is the request body (empty when there is none).
+pub fn answer(service: &TaskService, route: &Route, body: &[u8], reply: &mut impl Reply) {
+    match route {
+        Route::ListTasks => json(reply, 200, "OK", &service.list()),
+        Route::CreateTask => create_task(service, body, reply),
+        Route::GetTask(Ok(id)) => get_task(service, *id, reply),
+        Route::GetTask(Err(refused)) => service_error(reply, *refused),
+        Route::NotFound => error(reply, 404, "Not Found", "not found"),
+        Route::MethodNotAllowed(allow) => {
+            reply.header(allow);
+            error(reply, 405, "Method Not Allowed", "method not allowed");
+        }
+        Route::BadTarget => error(reply, 400, "Bad Request", "invalid request target"),
+    }
+}
+
+fn get_task(service: &TaskService, id: TaskId, reply: &mut impl Reply) {
+    let found = service.find(id, |task| {
+        reply.header(JSON);
+        write_json(reply.body(), task);
+    });
+    if let Err(refused) = found {
+        service_error(reply, refused);
+    }
+}
+
+fn create_task(service: &TaskService, body: &[u8], reply: &mut impl Reply) {
+    if body.trim_ascii().is_empty() {
+        return error(
+            reply,
+            400,
+            "Bad Request",
+            "request body is empty: expected a JSON object with a \"title\"",
+        );
+    }
+    let input = match decode_new_task(body) {
+        Ok(input) => input,
+        Err(message) => return error(reply, 400, "Bad Request", &message),
+    };
+    match service.create(input) {
+        Ok(Created::Queued(task)) => json(reply, 201, "Created", &task),
+        Ok(Created::Rejected(task)) => json(reply, 503, "Service Unavailable", &task),
+        Err(refused) => service_error(reply, refused),
+    }
+}
+
+/// Decodes the body of `POST /tasks`. Only an object is accepted: serde
+/// would also take a JSON array as the struct's fields in order.
+fn decode_new_task(body: &[u8]) -> Result<NewTask, String> {
+    if body.trim_ascii_start().first() == Some(&b'[') {
+        return Err(format!(
+            "invalid JSON body: invalid type: array, expected {NEW_TASK_SHAPE}"
+        ));
+    }
+    serde_json::from_slice(body).map_err(|err| format!("invalid JSON body: {err}"))
+}
+
+fn service_error(reply: &mut impl Reply, refused: ServiceError) {
+    let (code, reason) = match refused {
+        ServiceError::InvalidInput | ServiceError::InvalidTaskId => (400, "Bad Request"),
+        ServiceError::TaskNotFound => (404, "Not Found"),
+    };
+    error(reply, code, reason, refused.message());
+}
+
+/// Writes a `{"error": message}` answer.
+pub fn error(reply: &mut impl Reply, code: u16, reason: &'static str, message: &str) {
+    json(reply, code, reason, &ErrorBody { error: message });
+}
+
+/// The JSON text of an error body, for answers written outside a [`Reply`].
+pub fn error_body(message: &str) -> Vec<u8> {
+    let mut body = BytesMut::new();
+    write_json(&mut body, &ErrorBody { error: message });
+    body.to_vec()
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+fn json(reply: &mut impl Reply, code: u16, reason: &'static str, value: &impl Serialize) {
+    if code != 200 {
+        reply.status(code, reason);
+    }
+    reply.header(JSON);
+    write_json(reply.body(), value);
+}
+
+/// Serialises `value` followed by a newline, as Go's `json.Encoder` does.
+fn write_json(out: &mut BytesMut, value: &impl Serialize) {
+    serde_json::to_writer(out.writer(), value).expect("serialising to memory cannot fail");
+    out.put_u8(b'\n');
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::WorkRange;
+    use crate::pool::TaskQueue;
+    use crate::store::TaskStore;
+
+    /// An answer captured in memory.
+    #[derive(Debug, Default)]
+    pub struct Captured {
+        pub code: u16,
+        pub headers: Vec<&'static str>,
+        pub body: BytesMut,
+    }
+
+    impl Reply for Captured {
+        fn status(&mut self, code: u16, _reason: &'static str) {
+            self.code = code;
+        }
+        fn header(&mut self, line: &'static str) {
+            self.headers.push(line);
+        }
+        fn body(&mut self) -> &mut BytesMut {
+            &mut self.body
+        }
+    }
+
+    impl Captured {
+        fn json(&self) -> serde_json::Value {
+            assert_eq!(self.body.last(), Some(&b'\n'));
+            serde_json::from_slice(&self.body).unwrap()
+        }
+    }
+
+    fn service(pool_size: usize) -> TaskService {
+        let work = WorkRange { min_ms: 1, max_ms: 1 };
+        TaskService::new(Arc::new(TaskStore::new()), Arc::new(TaskQueue::new(pool_size)), work)
+    }
+
+    fn call(service: &TaskService, route: Route, body: &str) -> Captured {
+        let mut reply = Captured {
+            code: 200,
+            ..Captured::default()
+        };
+        answer(service, &route, body.as_bytes(), &mut reply);
+        assert!(reply.headers.contains(&JSON));
+        reply
+    }
+
+    #[test]
+    fn create_then_get_then_list() {
+        let service = service(4);
+        let created = call(&service, Route::CreateTask, r#"{"title":" a ","description":"b"}"#);
+        assert_eq!(created.code, 201);
+        assert_eq!(
+            created.json(),
+            serde_json::json!({"id":1,"title":"a","description":"b","status":"pending"})
+        );
+        let got = call(&service, Route::GetTask(Ok(1)), "");
+        assert_eq!((got.code, got.json()), (200, created.json()));
+        let listed = call(&service, Route::ListTasks, "");
+        assert_eq!(
+            listed.json(),
+            serde_json::json!([{"id":1,"title":"a","status":"pending"}])
+        );
+    }
+
+    #[test]
+    fn overflow_is_503_with_the_failed_task() {
+        let service = service(1);
+        call(&service, Route::CreateTask, r#"{"title":"a"}"#);
+        let refused = call(&service, Route::CreateTask, r#"{"title":"b"}"#);
+        assert_eq!(refused.code, 503);
+        assert_eq!(
+            refused.json(),
+            serde_json::json!({"id":2,"title":"b","description":"","status":"failed","error":"task pool is full"})
+        );
+    }
+
+    #[test]
+    fn bad_bodies_say_what_is_wrong() {
+        let service = service(1);
+        for (body, expected) in [
+            ("", "request body is empty"),
+            ("{", "invalid JSON body: EOF while parsing"),
+            ("[1]", "invalid JSON body: invalid type: array, expected a JSON object"),
+            (
+                r#" ["a"]"#,
+                "invalid JSON body: invalid type: array, expected a JSON object",
+            ),
+            (
+                r#""a""#,
+                r#"invalid JSON body: invalid type: string "a", expected a JSON object"#,
+            ),
+            ("nul", "invalid JSON body: EOF while parsing a value"),
+            ("nope", "invalid JSON body: expected ident"),
+            (
+                r#"{"title":5}"#,
+                "invalid JSON body: invalid type: integer `5`, expected a string",
+            ),
+            (r#"{"title":"a"} x"#, "invalid JSON body: trailing characters"),
+            (
+                r#"{"title":"a","title":"b"}"#,
+                "invalid JSON body: duplicate field `title`",
+            ),
+        ] {
+            let reply = call(&service, Route::CreateTask, body);
+            assert_eq!(reply.code, 400, "{body}");
+            let message = reply.json()["error"].as_str().unwrap().to_owned();
+            assert!(message.starts_with(expected), "{body}: {message}");
+        }
+        for body in [r#"{}"#, r#"{"title":"  "}"#, r#"{"title":null}"#] {
+            let reply = call(&service, Route::CreateTask, body);
+            assert_eq!(
+                (reply.code, reply.json()),
+                (400, serde_json::json!({"error":"invalid input"}))
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_like_go() {
+        let reply = call(&service(1), Route::CreateTask, r#"{"title":"a","extra":[1,{"b":2}]}"#);
+        assert_eq!(reply.code, 201);
+    }
+
+    #[test]
+    fn routing_errors_are_json() {
+        let service = service(1);
+        let cases = [
+            (Route::GetTask(Ok(9)), 404, "task not found"),
+            (Route::GetTask(Err(ServiceError::InvalidTaskId)), 400, "invalid task id"),
+            (Route::NotFound, 404, "not found"),
+            (Route::BadTarget, 400, "invalid request target"),
+            (Route::MethodNotAllowed("Allow: GET, HEAD"), 405, "method not allowed"),
+        ];
+        for (route, code, message) in cases {
+            let reply = call(&service, route.clone(), "");
+            assert_eq!(
+                (reply.code, reply.json()),
+                (code, serde_json::json!({ "error": message })),
+                "{route:?}"
+            );
+        }
+        let reply = call(&service, Route::MethodNotAllowed("Allow: GET, HEAD"), "");
+        assert!(reply.headers.contains(&"Allow: GET, HEAD"));
+    }
+
+    #[test]
+    fn error_bodies_escape_their_message() {
+        let body = error_body("a \"quoted\" word");
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value, serde_json::json!({"error": "a \"quoted\" word"}));
+    }
+}

@@ -1,0 +1,65 @@
+//! The HTTP layer on may_minihttp: a listener whose connections are each
+//! served by a [`connection::Connection`].
+//!
+//! - [`message`]: what a request's headers say about framing and keep-alive.
+//! - [`router`]: method and path to route.
+//! - [`handlers`]: route to service call to JSON answer.
+//! - [`connection`]: the per-connection service tying those together.
+//! - [`wire`]: the workarounds that write to a connection's socket directly.
+
+pub mod connection;
+pub mod handlers;
+pub mod message;
+pub mod router;
+pub mod wire;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use may::coroutine::JoinHandle;
+use may_minihttp::HttpServiceFactory;
+
+use crate::http::connection::{Connection, Shared};
+use crate::service::TaskService;
+
+/// A listening HTTP server.
+pub struct HttpServer {
+    accept: JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds `addr` and starts accepting connections, each answered with
+    /// `service`; bodies over `max_body_bytes` are refused.
+    pub fn start(addr: SocketAddr, service: Arc<TaskService>, max_body_bytes: usize) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            service,
+            max_body_bytes,
+        });
+        let accept = ConnectionFactory { shared }.start(addr)?;
+        Ok(Self { accept })
+    }
+
+    /// Closes the listening socket: new connections are refused, open ones
+    /// are served until the process exits.
+    pub fn stop_accepting(self) {
+        // SAFETY: cancelling unwinds the accept coroutine at its blocking
+        // accept; it holds only the listener and the factory (an Arc), and
+        // dropping them closes the listening socket and nothing else.
+        // Connections run in coroutines of their own and are not touched.
+        unsafe { self.accept.coroutine().cancel() };
+        let _cancelled = self.accept.join();
+    }
+}
+
+struct ConnectionFactory {
+    shared: Arc<Shared>,
+}
+
+impl HttpServiceFactory for ConnectionFactory {
+    type Service = Connection;
+
+    fn new_service(&self, id: usize) -> Connection {
+        Connection::new(id, self.shared.clone())
+    }
+}

@@ -1,0 +1,209 @@
+//! Maps a request's method and target to a route, the way Go's `net/http`
+//! pattern mux does for `GET /tasks`, `POST /tasks` and `GET /tasks/{id}`:
+//! the query string plays no part, `HEAD` is served wherever `GET` is, a
+//! known path with another method is 405 with the allowed methods, and
+//! `{id}` is one non-empty, percent-decoded path segment.
+
+use std::borrow::Cow;
+
+use crate::domain::TaskId;
+use crate::service::{ServiceError, parse_task_id};
+
+/// What a request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /tasks`.
+    ListTasks,
+    /// `POST /tasks`.
+    CreateTask,
+    /// `GET /tasks/{id}`, with the id as parsed.
+    GetTask(Result<TaskId, ServiceError>),
+    /// No route has this path.
+    NotFound,
+    /// The path is known but not with this method; the `Allow` header line.
+    MethodNotAllowed(&'static str),
+    /// The request target is not a path this server can read.
+    BadTarget,
+}
+
+/// A route, and whether the answer is to be sent without its body (`HEAD`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routed {
+    /// What to do.
+    pub route: Route,
+    /// True for `HEAD`: answer as for `GET`, without the body.
+    pub head: bool,
+}
+
+const ALLOW_COLLECTION: &str = "Allow: GET, HEAD, POST";
+const ALLOW_ITEM: &str = "Allow: GET, HEAD";
+
+/// Routes one request.
+pub fn route(method: &str, target: &str) -> Routed {
+    let head = method == "HEAD";
+    let readable = head || method == "GET";
+    let Some(path) = path_of(target) else {
+        return Routed {
+            route: Route::BadTarget,
+            head,
+        };
+    };
+    let route = match path.strip_prefix("/tasks") {
+        Some("") => match method {
+            _ if readable => Route::ListTasks,
+            "POST" => Route::CreateTask,
+            _ => Route::MethodNotAllowed(ALLOW_COLLECTION),
+        },
+        Some(rest) => match rest.strip_prefix('/') {
+            Some(segment) if !segment.is_empty() && !segment.contains('/') => match percent_decode(segment) {
+                None => Route::BadTarget,
+                Some(_) if !readable => Route::MethodNotAllowed(ALLOW_ITEM),
+                Some(id) => Route::GetTask(parse_id(&id)),
+            },
+            _ => Route::NotFound,
+        },
+        None => Route::NotFound,
+    };
+    Routed { route, head }
+}
+
+fn parse_id(decoded: &[u8]) -> Result<TaskId, ServiceError> {
+    std::str::from_utf8(decoded)
+        .map_err(|_| ServiceError::InvalidTaskId)
+        .and_then(parse_task_id)
+}
+
+/// The path of an origin-form (`/tasks?x`) or absolute-form
+/// (`http://host/tasks`) request target, without its query.
+fn path_of(target: &str) -> Option<&str> {
+    let path = target.split_once('?').map_or(target, |(path, _query)| path);
+    if path.starts_with('/') {
+        return Some(path);
+    }
+    let scheme_end = path.find("://")?;
+    if !path[..scheme_end].eq_ignore_ascii_case("http") && !path[..scheme_end].eq_ignore_ascii_case("https") {
+        return None;
+    }
+    let after_authority = &path[scheme_end + 3..];
+    Some(after_authority.find('/').map_or("/", |slash| &after_authority[slash..]))
+}
+
+/// Decodes `%XX` escapes; `None` if an escape is malformed.
+fn percent_decode(segment: &str) -> Option<Cow<'_, [u8]>> {
+    if !segment.contains('%') {
+        return Some(Cow::Borrowed(segment.as_bytes()));
+    }
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Some(Cow::Owned(decoded))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routed(method: &str, target: &str) -> Route {
+        route(method, target).route
+    }
+
+    #[test]
+    fn known_routes() {
+        assert_eq!(routed("GET", "/tasks"), Route::ListTasks);
+        assert_eq!(routed("POST", "/tasks"), Route::CreateTask);
+        assert_eq!(routed("GET", "/tasks/12"), Route::GetTask(Ok(12)));
+    }
+
+    #[test]
+    fn head_is_served_wherever_get_is() {
+        assert_eq!(
+            route("HEAD", "/tasks/3"),
+            Routed {
+                route: Route::GetTask(Ok(3)),
+                head: true
+            }
+        );
+        assert_eq!(routed("HEAD", "/tasks"), Route::ListTasks);
+    }
+
+    #[test]
+    fn the_query_string_does_not_change_the_route() {
+        assert_eq!(routed("GET", "/tasks?limit=5"), Route::ListTasks);
+        assert_eq!(routed("GET", "/tasks/4?x=/y"), Route::GetTask(Ok(4)));
+        assert_eq!(routed("POST", "/tasks?"), Route::CreateTask);
+    }
+
+    #[test]
+    fn other_methods_on_known_paths_are_not_allowed() {
+        assert_eq!(
+            routed("DELETE", "/tasks"),
+            Route::MethodNotAllowed("Allow: GET, HEAD, POST")
+        );
+        assert_eq!(routed("POST", "/tasks/1"), Route::MethodNotAllowed("Allow: GET, HEAD"));
+        assert_eq!(routed("PUT", "/tasks/abc"), Route::MethodNotAllowed("Allow: GET, HEAD"));
+        assert_eq!(
+            routed("get", "/tasks"),
+            Route::MethodNotAllowed("Allow: GET, HEAD, POST")
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_not_found() {
+        for target in [
+            "/",
+            "/task",
+            "/tasks/",
+            "/tasks/1/",
+            "/tasks/1/x",
+            "/taskss",
+            "/TASKS",
+            "//tasks",
+        ] {
+            assert_eq!(routed("GET", target), Route::NotFound, "{target}");
+        }
+    }
+
+    #[test]
+    fn ids_are_percent_decoded_then_validated() {
+        assert_eq!(routed("GET", "/tasks/%31%32"), Route::GetTask(Ok(12)));
+        assert_eq!(
+            routed("GET", "/tasks/abc"),
+            Route::GetTask(Err(ServiceError::InvalidTaskId))
+        );
+        assert_eq!(
+            routed("GET", "/tasks/0"),
+            Route::GetTask(Err(ServiceError::InvalidTaskId))
+        );
+        assert_eq!(
+            routed("GET", "/tasks/%FF"),
+            Route::GetTask(Err(ServiceError::InvalidTaskId))
+        );
+        assert_eq!(routed("GET", "/tasks/%zz"), Route::BadTarget);
+        assert_eq!(routed("GET", "/tasks/1%"), Route::BadTarget);
+    }
+
+    #[test]
+    fn absolute_form_targets_are_routed_by_their_path() {
+        assert_eq!(routed("GET", "http://example.com/tasks/5"), Route::GetTask(Ok(5)));
+        assert_eq!(routed("GET", "HTTP://example.com:8080/tasks?x"), Route::ListTasks);
+        assert_eq!(routed("GET", "http://example.com"), Route::NotFound);
+        assert_eq!(routed("GET", "ftp://example.com/tasks"), Route::BadTarget);
+    }
+
+    #[test]
+    fn other_target_forms_are_bad() {
+        assert_eq!(routed("OPTIONS", "*"), Route::BadTarget);
+        assert_eq!(routed("GET", "tasks"), Route::BadTarget);
+    }
+}
