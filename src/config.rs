@@ -61,7 +61,7 @@ impl WorkRange {
     /// seconds the draw is in whole seconds, as in the Go original (1 to 5 s
     /// by default); otherwise it is in milliseconds.
     pub fn draw(self) -> Duration {
-        if self.min_ms % 1000 == 0 && self.max_ms % 1000 == 0 {
+        if self.min_ms.is_multiple_of(1000) && self.max_ms.is_multiple_of(1000) {
             Duration::from_secs(rand::random_range(self.min_ms / 1000..=self.max_ms / 1000))
         } else {
             Duration::from_millis(rand::random_range(self.min_ms..=self.max_ms))
