@@ -28,6 +28,11 @@ pub struct Config {
     pub work: WorkRange,
     /// Largest request body accepted (`MAX_BODY_BYTES`, default 64 KiB).
     pub max_body_bytes: usize,
+    /// Most connections open at once (`MAX_CONNECTIONS`, default 10000).
+    pub max_connections: usize,
+    /// How long a connection may go without starting a request before it
+    /// is closed (`IDLE_TIMEOUT` seconds, default 60).
+    pub idle_timeout: Duration,
 }
 
 impl Default for Config {
@@ -43,6 +48,8 @@ impl Default for Config {
                 max_ms: 5000,
             },
             max_body_bytes: 64 * 1024,
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -132,6 +139,13 @@ impl Config {
                 max_ms: read.in_range("WORK_MAX_MS", defaults.work.max_ms, 0, 86_400_000)?,
             },
             max_body_bytes: read.in_range("MAX_BODY_BYTES", defaults.max_body_bytes, 1, 16 * 1024 * 1024)?,
+            max_connections: read.in_range("MAX_CONNECTIONS", defaults.max_connections, 1, 1_000_000)?,
+            idle_timeout: Duration::from_secs(read.in_range(
+                "IDLE_TIMEOUT",
+                defaults.idle_timeout.as_secs(),
+                1,
+                86_400,
+            )?),
         };
         if config.work.min_ms > config.work.max_ms {
             return Err(ConfigError {
@@ -197,6 +211,8 @@ mod tests {
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
         assert_eq!((config.work.min_ms, config.work.max_ms), (1000, 5000));
         assert_eq!(config.max_body_bytes, 65536);
+        assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
     }
 
     #[test]
@@ -210,6 +226,8 @@ mod tests {
             ("WORK_MIN_MS", "10"),
             ("WORK_MAX_MS", "20"),
             ("MAX_BODY_BYTES", "100"),
+            ("MAX_CONNECTIONS", "7"),
+            ("IDLE_TIMEOUT", "3"),
         ])
         .unwrap();
         assert_eq!(config.http_host, IpAddr::from([127, 0, 0, 1]));
@@ -218,6 +236,8 @@ mod tests {
         assert_eq!(config.shutdown_timeout, Duration::ZERO);
         assert_eq!(config.work, WorkRange { min_ms: 10, max_ms: 20 });
         assert_eq!(config.max_body_bytes, 100);
+        assert_eq!(config.max_connections, 7);
+        assert_eq!(config.idle_timeout, Duration::from_secs(3));
     }
 
     #[test]
@@ -233,6 +253,8 @@ mod tests {
             ("HTTP_HOST", "localhost:1"),
             ("SHUTDOWN_TIMEOUT", "1.5"),
             ("MAX_BODY_BYTES", "0"),
+            ("MAX_CONNECTIONS", "0"),
+            ("IDLE_TIMEOUT", "0"),
         ];
         for (name, value) in cases {
             let err = config_from(&[(name, value)]).unwrap_err();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use log::{error, info};
 use worker_pool::config::Config;
 use worker_pool::http::HttpServer;
+use worker_pool::http::guard::Limits;
 use worker_pool::pool::{TaskQueue, WorkerPool};
 use worker_pool::service::TaskService;
 use worker_pool::shutdown::{self, Outcome, ShutdownSignals};
@@ -21,7 +22,8 @@ use worker_pool::store::TaskStore;
 const COROUTINE_STACK_WORDS: usize = 0x4000;
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,may=warn,may_minihttp=off")).init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,may=warn,may_minihttp=off"))
+        .init();
     let config = match Config::load() {
         Ok(config) => config,
         Err(invalid) => {
@@ -50,7 +52,12 @@ fn serve(config: &Config) -> std::io::Result<Outcome> {
         Arc::new(move |worker, id| runner.run(worker, id)),
     )?;
     let addr = SocketAddr::new(config.http_host, config.http_port);
-    let server = HttpServer::start(addr, service.clone(), config.max_body_bytes)?;
+    let limits = Limits {
+        max_connections: config.max_connections,
+        idle_timeout: config.idle_timeout,
+        max_body_bytes: config.max_body_bytes,
+    };
+    let server = HttpServer::start(addr, service.clone(), limits)?;
     info!(
         "listening on {addr}: {} workers, queue of {}, shutdown timeout {:?}",
         config.workers, config.pool_size, config.shutdown_timeout

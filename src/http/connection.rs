@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use may_minihttp::{HttpService, Request, Response};
 
-use crate::http::handlers;
+use crate::http::guard::{Admission, Guard};
+use crate::http::handlers::{self, closing_answer};
 use crate::http::message::{self, RequestHead};
 use crate::http::router;
 use crate::http::wire::Socket;
@@ -17,14 +18,16 @@ use crate::service::TaskService;
 pub struct Shared {
     /// The use-cases requests are answered with.
     pub service: Arc<TaskService>,
-    /// Bodies longer than this are refused with 413.
-    pub max_body_bytes: usize,
+    /// The connection limits and their watchdog.
+    pub guard: Arc<Guard>,
 }
 
 /// The per-connection state may_minihttp calls for each request.
 pub struct Connection {
     socket: Socket,
     shared: Arc<Shared>,
+    /// The connection's place under the guard; `None` if it was refused.
+    admission: Option<Admission>,
     /// Set once the connection is being closed: later requests already in
     /// the library's buffer are not processed.
     closing: bool,
@@ -36,14 +39,22 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Connection {
     /// State for the connection whose socket descriptor may_minihttp passed
-    /// as the service id.
+    /// as the service id. Over the connection limit, the client is told so
+    /// and the connection closed.
     pub fn new(connection_id: usize, shared: Arc<Shared>) -> Self {
-        Self {
-            socket: Socket::from_connection_id(connection_id),
+        let socket = Socket::from_connection_id(connection_id);
+        let admission = shared.guard.admit(socket);
+        let mut connection = Self {
+            socket,
             shared,
+            admission,
             closing: false,
             body: Vec::new(),
+        };
+        if connection.admission.is_none() {
+            connection.refuse((503, "Service Unavailable"), "too many open connections");
         }
+        connection
     }
 
     /// Reads the whole body into `self.body`; false if the peer went away first.
@@ -56,15 +67,8 @@ impl Connection {
     /// requests whose body cannot be framed or is refused unread: answered
     /// through the library, the unread body would be parsed as the next
     /// request and the answer lost.
-    fn refuse(&mut self, (code, reason): (u16, &str), message: &str) {
-        let body = handlers::error_body(message);
-        let mut answer = format!(
-            "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        answer.extend_from_slice(&body);
-        self.socket.send(&answer);
+    fn refuse(&mut self, status: (u16, &str), message: &str) {
+        self.socket.send(&closing_answer(status, message));
         self.socket.close();
         self.closing = true;
     }
@@ -87,6 +91,9 @@ impl HttpService for Connection {
             handlers::error(response, 503, "Service Unavailable", "connection is closing");
             return Ok(());
         }
+        if let Some(admission) = &self.admission {
+            admission.request_started();
+        }
         let head = match message::inspect(request.version(), request.headers()) {
             Ok(head) => head,
             Err(refused) => {
@@ -94,7 +101,7 @@ impl HttpService for Connection {
                 return Ok(());
             }
         };
-        let limit = self.shared.max_body_bytes;
+        let limit = self.shared.guard.limits().max_body_bytes;
         if head.content_length > limit as u64 {
             let message = format!("request body too large: the limit is {limit} bytes");
             self.refuse((413, "Content Too Large"), &message);

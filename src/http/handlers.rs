@@ -107,11 +107,18 @@ pub fn error(reply: &mut impl Reply, code: u16, reason: &'static str, message: &
     json(reply, code, reason, &ErrorBody { error: message });
 }
 
-/// The JSON text of an error body, for answers written outside a [`Reply`].
-pub fn error_body(message: &str) -> Vec<u8> {
+/// A complete error answer that announces the connection's close, for
+/// writing straight to a socket outside the library's response path.
+pub fn closing_answer((code, reason): (u16, &str), message: &str) -> Vec<u8> {
     let mut body = BytesMut::new();
     write_json(&mut body, &ErrorBody { error: message });
-    body.to_vec()
+    let mut answer = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    answer
 }
 
 #[derive(Serialize)]
@@ -284,9 +291,16 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn error_bodies_escape_their_message() {
-        let body = error_body("a \"quoted\" word");
-        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    fn closing_answers_are_complete_http_messages() {
+        let answer = closing_answer((413, "Content Too Large"), "a \"quoted\" word");
+        let text = String::from_utf8(answer).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some("HTTP/1.1 413 Content Too Large"));
+        let headers: Vec<&str> = lines.collect();
+        assert!(headers.contains(&"Connection: close"));
+        assert!(headers.contains(&format!("Content-Length: {}", body.len()).as_str()));
+        let value: serde_json::Value = serde_json::from_slice(body.as_bytes()).unwrap();
         assert_eq!(value, serde_json::json!({"error": "a \"quoted\" word"}));
     }
 }

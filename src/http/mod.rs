@@ -5,9 +5,11 @@
 //! - [`router`]: method and path to route.
 //! - [`handlers`]: route to service call to JSON answer.
 //! - [`connection`]: the per-connection service tying those together.
+//! - [`guard`]: connection limits and the watchdog enforcing them.
 //! - [`wire`]: the workarounds that write to a connection's socket directly.
 
 pub mod connection;
+pub mod guard;
 pub mod handlers;
 pub mod message;
 pub mod router;
@@ -21,6 +23,7 @@ use may::coroutine::JoinHandle;
 use may_minihttp::HttpServiceFactory;
 
 use crate::http::connection::{Connection, Shared};
+use crate::http::guard::{Guard, Limits};
 use crate::service::TaskService;
 
 /// A listening HTTP server.
@@ -30,12 +33,11 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` and starts accepting connections, each answered with
-    /// `service`; bodies over `max_body_bytes` are refused.
-    pub fn start(addr: SocketAddr, service: Arc<TaskService>, max_body_bytes: usize) -> io::Result<Self> {
-        let shared = Arc::new(Shared {
-            service,
-            max_body_bytes,
-        });
+    /// `service` within `limits`.
+    pub fn start(addr: SocketAddr, service: Arc<TaskService>, limits: Limits) -> io::Result<Self> {
+        let guard = Guard::new(limits);
+        guard.watch()?;
+        let shared = Arc::new(Shared { service, guard });
         let accept = ConnectionFactory { shared }.start(addr)?;
         Ok(Self { accept })
     }

@@ -70,4 +70,27 @@ impl Socket {
             libc::shutdown(self.fd, how);
         }
     }
+
+    /// Bytes the kernel has received on this socket since it was opened
+    /// (`tcpi_bytes_received` of `TCP_INFO`), or `None` if it cannot say.
+    pub fn bytes_received(&self) -> Option<u64> {
+        // SAFETY: tcp_info is plain old data, for which all-zero is valid.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: `fd` is an open socket (the guard only calls this while
+        // the connection is registered, see `guard`); `info` and `len` are
+        // live locals and `len` holds the size of `info`, so the kernel
+        // writes at most that many bytes.
+        let status = unsafe {
+            libc::getsockopt(
+                self.fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        let complete = len as usize >= std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + 8;
+        (status == 0 && complete).then_some(info.tcpi_bytes_received)
+    }
 }
