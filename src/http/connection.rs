@@ -9,7 +9,7 @@ use may_minihttp::{HttpService, Request, Response};
 
 use crate::http::guard::{Admission, Guard};
 use crate::http::handlers::{self, closing_answer};
-use crate::http::message::{self, RequestHead};
+use crate::http::message::{self, HeadError, RequestHead};
 use crate::http::router;
 use crate::http::wire::Socket;
 use crate::service::TaskService;
@@ -73,6 +73,19 @@ impl Connection {
         self.closing = true;
     }
 
+    /// Leaves unprocessed a request that arrived after the connection began
+    /// closing (RFC 9112 section 9.6). The library answers every request it
+    /// parses, so it gets a 503; its body, when it can be framed, is
+    /// consumed so the library does not take it for the next request and
+    /// drop the answers still waiting to be written.
+    fn skip(&mut self, request: Request, head: Result<RequestHead, HeadError>, limit: usize, response: &mut Response) {
+        if head.is_ok_and(|head| head.content_length <= limit as u64) {
+            drop(request.body());
+        }
+        response.header("Connection: close");
+        handlers::error(response, 503, "Service Unavailable", "connection is closing");
+    }
+
     /// Applies the request's connection semantics to the answer.
     fn end_of_exchange(&mut self, head: &RequestHead, response: &mut Response) {
         if !head.keep_alive {
@@ -87,21 +100,22 @@ impl Connection {
 
 impl HttpService for Connection {
     fn call(&mut self, request: Request, response: &mut Response) -> io::Result<()> {
+        let head = message::inspect(request.version(), request.headers());
+        let limit = self.shared.guard.limits().max_body_bytes;
         if self.closing {
-            handlers::error(response, 503, "Service Unavailable", "connection is closing");
+            self.skip(request, head, limit, response);
             return Ok(());
         }
         if let Some(admission) = &self.admission {
             admission.request_started();
         }
-        let head = match message::inspect(request.version(), request.headers()) {
+        let head = match head {
             Ok(head) => head,
             Err(refused) => {
                 self.refuse(refused.status(), refused.message());
                 return Ok(());
             }
         };
-        let limit = self.shared.guard.limits().max_body_bytes;
         if head.content_length > limit as u64 {
             let message = format!("request body too large: the limit is {limit} bytes");
             self.refuse((413, "Content Too Large"), &message);
