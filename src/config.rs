@@ -18,6 +18,9 @@ pub struct Config {
     pub http_host: IpAddr,
     /// TCP port to listen on (`HTTP_PORT`, default 8080).
     pub http_port: u16,
+    /// Scheduler threads running the coroutines (`THREADS`, default: the
+    /// CPUs this process may run on, after its affinity mask and cgroup quota).
+    pub threads: usize,
     /// Number of worker coroutines (`WORKERS`, default 5).
     pub workers: usize,
     /// Capacity of the task queue (`POOL_SIZE`, default 10).
@@ -40,6 +43,7 @@ impl Default for Config {
         Self {
             http_host: IpAddr::from([0, 0, 0, 0]),
             http_port: 8080,
+            threads: available_cpus(),
             workers: 5,
             pool_size: 10,
             shutdown_timeout: Duration::from_secs(10),
@@ -52,6 +56,12 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
         }
     }
+}
+
+/// The CPUs this process may run on: its affinity mask, narrowed by a cgroup
+/// CPU quota where one is set (so `taskset -c 0` means one).
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |cpus| cpus.get())
 }
 
 /// Bounds of a task's work duration, in milliseconds (`WORK_MIN_MS`, `WORK_MAX_MS`).
@@ -126,6 +136,7 @@ impl Config {
                 "an IP address such as 0.0.0.0 or 127.0.0.1",
             )?,
             http_port: read.in_range("HTTP_PORT", defaults.http_port, 1, u16::MAX)?,
+            threads: read.in_range("THREADS", defaults.threads, 1, 1024)?,
             workers: read.in_range("WORKERS", defaults.workers, 1, 10_000)?,
             pool_size: read.in_range("POOL_SIZE", defaults.pool_size, 1, 10_000_000)?,
             shutdown_timeout: Duration::from_secs(read.in_range(
@@ -207,6 +218,7 @@ mod tests {
         let config = config_from(&[]).unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.http_port, 8080);
+        assert_eq!(config.threads, available_cpus());
         assert_eq!((config.workers, config.pool_size), (5, 10));
         assert_eq!(config.shutdown_timeout, Duration::from_secs(10));
         assert_eq!((config.work.min_ms, config.work.max_ms), (1000, 5000));
@@ -220,6 +232,7 @@ mod tests {
         let config = config_from(&[
             ("HTTP_HOST", "127.0.0.1"),
             ("HTTP_PORT", "9090"),
+            ("THREADS", "3"),
             ("WORKERS", "2"),
             ("POOL_SIZE", " 3 "),
             ("SHUTDOWN_TIMEOUT", "0"),
@@ -232,6 +245,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.http_host, IpAddr::from([127, 0, 0, 1]));
         assert_eq!(config.http_port, 9090);
+        assert_eq!(config.threads, 3);
         assert_eq!((config.workers, config.pool_size), (2, 3));
         assert_eq!(config.shutdown_timeout, Duration::ZERO);
         assert_eq!(config.work, WorkRange { min_ms: 10, max_ms: 20 });
@@ -243,6 +257,7 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable_and_value() {
         let cases = [
+            ("THREADS", "0"),
             ("WORKERS", "abc"),
             ("WORKERS", "0"),
             ("WORKERS", ""),

@@ -31,7 +31,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    may::config().set_stack_size(COROUTINE_STACK_WORDS);
+    may::config()
+        .set_workers(config.threads)
+        .set_stack_size(COROUTINE_STACK_WORDS);
     match serve(&config) {
         Ok(outcome) => exit_code(outcome),
         Err(failed) => {
@@ -59,8 +61,8 @@ fn serve(config: &Config) -> std::io::Result<Outcome> {
     };
     let server = HttpServer::start(addr, service.clone(), limits)?;
     info!(
-        "listening on {addr}: {} workers, queue of {}, shutdown timeout {:?}",
-        config.workers, config.pool_size, config.shutdown_timeout
+        "listening on {addr}: {} workers, queue of {}, {} scheduler thread(s), shutdown timeout {:?}",
+        config.workers, config.pool_size, config.threads, config.shutdown_timeout
     );
     let signal = signals.wait();
     info!("shutdown: {signal} received");

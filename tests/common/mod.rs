@@ -38,7 +38,8 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every variable the server reads; cleared from the inherited environment so
 /// only what a test passes is seen.
-const SERVER_VARS: [&str; 11] = [
+const SERVER_VARS: [&str; 12] = [
+    "THREADS",
     "HTTP_HOST",
     "HTTP_PORT",
     "WORKERS",
@@ -176,6 +177,11 @@ impl Server {
     fn into_dir(mut self) -> TempDir {
         let _ = self.child.wait();
         self.dir.take().expect("the directory is only taken here")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// The working directory the server runs in.
