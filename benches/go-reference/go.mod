@@ -1,0 +1,3 @@
+module worker-pool-go-reference
+
+go 1.22

@@ -1,0 +1,498 @@
+#!/usr/bin/env bash
+# Load comparison: worker-pool (Rust, may_minihttp) against the Go reference
+# port of the original service (benches/go-reference) and the may_minihttp
+# framework floor (examples/floor.rs).
+#
+#   benches/load/run.sh                          # DURATION=10s REPEATS=3
+#   DURATION=5s REPEATS=1 benches/load/run.sh    # smoke run, a few minutes
+#   SCENARIOS="a b g" benches/load/run.sh        # a subset
+#
+# Needs cargo, go (standard library only; builds never touch the network),
+# wrk, taskset, curl and ss. Installs nothing. Builds target/release/worker-pool,
+# target/release/examples/floor and target/go-reference first.
+#
+# Every measured run gets a fresh server pinned to CPU $SERVER_CPU with
+# HTTP_HOST=127.0.0.1 HTTP_PORT=$BENCH_PORT SHUTDOWN_TIMEOUT=1 (so stopping it
+# is quick; it plays no part in the measurement) plus the scenario's settings;
+# every other config variable is unset and the server runs in target/bench so
+# no .env is read. The scenario's data is set up, wrk (-t1, $CONNECTIONS
+# connections, pinned to CPU $LOAD_CPU) runs a $WARMUP warm-up and then the
+# measured $DURATION run. Each case runs $REPEATS times; the table shows the
+# median of each metric on its own.
+#
+# Scenarios (servers):
+#   a  GET /tasks/1 keep-alive, task 1 created first                (rust, go)
+#   b  as a, pipelined $PIPELINE deep (pipeline.lua)                (rust, go)
+#   c  POST /tasks, default config: 5 workers, queue 10, work 1-5 s  (rust, go)
+#      so almost every answer is 503 "task pool is full"
+#   d  POST /tasks, WORKERS=64 POOL_SIZE=1000000 WORK_MIN_MS=WORK_MAX_MS=1,
+#      so (nearly) every answer is 201                              (rust, go)
+#   e  GET /tasks with 100 tasks stored                             (rust, go)
+#   f  memory: RSS growth per stored task over $MEMORY_TASKS POST /tasks under
+#      the default config (queue 10: nearly all are stored as failed)
+#      (create_n.lua sends exactly that many POSTs)                 (rust, go)
+#   g  the floor example under the settings of a and b              (floor)
+#
+# Metrics per run: requests/s; p50 and p99 latency (wrk's histogram, via the
+# done() hook in report.lua, which also repairs wrk's coordinated-omission
+# correction for pipelining; pipelined latency is per batch); server CPU time per request
+# (utime+stime from /proc/PID/stat read just before and after the measured run,
+# divided by the requests completed); server VmRSS after the run; share of 2xx
+# answers; wrk socket errors.
+#
+# Environment: DURATION (10s) REPEATS (3) WARMUP (3s) CONNECTIONS (64)
+#   PIPELINE (16) MEMORY_TASKS (1000000) BENCH_PORT (18080) SERVER_CPU (0)
+#   LOAD_CPU (1) SCENARIOS ("a b c d e f g")
+#
+# Output: the tables on stdout and in target/bench/results.md; every run in
+# target/bench/runs.tsv; wrk output and server logs in target/bench/logs/.
+
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+REPEATS=${REPEATS:-3}
+WARMUP=${WARMUP:-3s}
+CONNECTIONS=${CONNECTIONS:-64}
+PIPELINE=${PIPELINE:-16}
+MEMORY_TASKS=${MEMORY_TASKS:-1000000}
+PORT=${BENCH_PORT:-18080}
+SERVER_CPU=${SERVER_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+SCENARIOS=${SCENARIOS:-a b c d e f g}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LOAD_DIR=$ROOT/benches/load
+OUT=$ROOT/target/bench
+LOGS=$OUT/logs
+RUNS=$OUT/runs.tsv
+MEMORY=$OUT/memory.tsv
+URL=http://127.0.0.1:$PORT
+
+declare -A BIN=(
+    [rust]=$ROOT/target/release/worker-pool
+    [go]=$ROOT/target/go-reference
+    [floor]=$ROOT/target/release/examples/floor
+)
+declare -A TITLE=(
+    [a]="GET /tasks/1, keep-alive"
+    [b]="GET /tasks/1, pipelined ×$PIPELINE"
+    [c]="POST /tasks, default pool (mostly 503)"
+    [d]="POST /tasks, 64 workers, queue 1e6, 1 ms work"
+    [e]="GET /tasks, 100 tasks stored"
+)
+CONFIG_VARS=(HTTP_HOST HTTP_PORT WORKERS POOL_SIZE SHUTDOWN_TIMEOUT WORK_MIN_MS WORK_MAX_MS MAX_BODY_BYTES
+    RUST_LOG GOMAXPROCS GOGC GOMEMLIMIT GODEBUG)
+SERVER_PID=
+WRK_PID=
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# --- tools and builds ---------------------------------------------------------
+
+check_tools() {
+    local tool missing=()
+    for tool in cargo go wrk taskset curl ss getconf; do
+        command -v "$tool" >/dev/null || missing+=("$tool")
+    done
+    if ((${#missing[@]})); then
+        die "missing tools: ${missing[*]} (wrk: apt-get install wrk; go: a Go >= 1.22 toolchain on PATH)"
+    fi
+    local cpus
+    cpus=$(nproc --all)
+    ((SERVER_CPU < cpus && LOAD_CPU < cpus)) || die "SERVER_CPU/LOAD_CPU must be below $cpus"
+    CLK_TCK=$(getconf CLK_TCK)
+}
+
+build() {
+    log "building worker-pool and the floor example (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin worker-pool --example floor) || die "cargo build failed"
+    log "building the Go reference"
+    (cd "$ROOT/benches/go-reference" &&
+        GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local go build -o "${BIN[go]}" .) || die "go build failed"
+    local name
+    for name in rust go floor; do
+        [[ -x ${BIN[$name]} ]] || die "no binary at ${BIN[$name]}"
+    done
+}
+
+# --- processes ----------------------------------------------------------------
+
+alive() {
+    local state
+    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
+    [[ -n $state && $state != Z ]]
+}
+
+port_in_use() { ss -Hltn "sport = :$PORT" | grep -q .; }
+
+wait_port_free() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        port_in_use || return 0
+        sleep 0.1
+    done
+    die "port $PORT is still in use (set BENCH_PORT to another port)"
+}
+
+# start_server NAME [VAR=value...]: a fresh server, pinned, once it answers.
+start_server() {
+    local name=$1 unset=() var i
+    shift
+    for var in "${CONFIG_VARS[@]}"; do unset+=(-u "$var"); done
+    wait_port_free
+    (cd "$OUT" && exec env "${unset[@]}" HTTP_HOST=127.0.0.1 HTTP_PORT="$PORT" SHUTDOWN_TIMEOUT=1 "$@" \
+        taskset -c "$SERVER_CPU" "${BIN[$name]}") >"$LOGS/server-$name.log" 2>&1 &
+    SERVER_PID=$!
+    for ((i = 0; i < 100; i++)); do
+        alive "$SERVER_PID" || die "$name server exited at start-up: $(tail -5 "$LOGS/server-$name.log")"
+        curl -s -o /dev/null --max-time 1 "$URL/tasks/0" && return 0
+        sleep 0.1
+    done
+    die "$name server did not answer on $URL within 10 s"
+}
+
+stop_server() {
+    [[ -n $SERVER_PID ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 150; i++)); do
+        alive "$SERVER_PID" || break
+        sleep 0.1
+    done
+    if alive "$SERVER_PID"; then
+        log "server $SERVER_PID ignored SIGTERM for 15 s: killing it"
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=
+    wait_port_free
+}
+
+cleanup() {
+    [[ -z $WRK_PID ]] || kill -INT "$WRK_PID" 2>/dev/null || true
+    stop_server
+}
+
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# --- load ---------------------------------------------------------------------
+
+# run_wrk DURATION SCRIPT PATH [wrk script args...]
+run_wrk() {
+    local duration=$1 script=$2 path=$3 depth=1
+    shift 3
+    [[ $script != pipeline.lua ]] || depth=$PIPELINE
+    LUA_PATH="$LOAD_DIR/?.lua;;" WRK_CONNECTIONS=$CONNECTIONS WRK_PIPELINE=$depth taskset -c "$LOAD_CPU" \
+        wrk -t1 -c"$CONNECTIONS" -d"$duration" --timeout 5s -s "$LOAD_DIR/$script" "$URL$path" "$@"
+}
+
+# create_tasks N: N POST /tasks over one connection; fails unless each is
+# answered 201, 503 (queue full) or 200 (the floor answers everything).
+create_tasks() {
+    local n=$1 args=() i codes
+    for ((i = 0; i < n; i++)); do args+=(-o /dev/null "$URL/tasks"); done
+    codes=$(taskset -c "$LOAD_CPU" curl -s -w '%{http_code}\n' -H 'Content-Type: application/json' \
+        -d '{"title":"t","description":""}' "${args[@]}") || true
+    if grep -qvE '^(201|503|200)$' <<<"$codes" || (($(wc -l <<<"$codes") != n)); then
+        die "setup: creating $n tasks got status codes: $(sort <<<"$codes" | uniq -c | tr '\n' ' ')"
+    fi
+}
+
+# Per scenario: the server settings, the set-up, and the wrk script, path and args.
+scenario_env() {
+    case $1 in
+    d) echo "WORKERS=64 POOL_SIZE=1000000 WORK_MIN_MS=1 WORK_MAX_MS=1" ;;
+    *) echo "" ;;
+    esac
+}
+
+scenario_setup() {
+    case $1 in
+    a | b) create_tasks 1 ;;
+    e) create_tasks 100 ;;
+    esac
+}
+
+scenario_load() {
+    case $1 in
+    a) echo "get.lua /tasks/1" ;;
+    b) echo "pipeline.lua /tasks/1 -- $PIPELINE" ;;
+    c | d) echo "post.lua /tasks" ;;
+    e) echo "get.lua /tasks" ;;
+    esac
+}
+
+scenario_servers() {
+    case $1 in
+    a | b) [[ " $SCENARIOS " == *" g "* ]] && echo "rust go floor" || echo "rust go" ;;
+    *) echo "rust go" ;;
+    esac
+}
+
+# measure SCENARIO SERVER REPEAT: one fresh server, warm-up, measured run, one TSV row.
+measure() {
+    local scenario=$1 server=$2 rep=$3 tag=$1-$2-$3 env load
+    read -r -a env <<<"$(scenario_env "$scenario")"
+    read -r -a load <<<"$(scenario_load "$scenario")"
+    log "scenario $scenario, $server, run $rep/$REPEATS"
+    start_server "$server" "${env[@]}"
+    scenario_setup "$scenario"
+    run_wrk "$WARMUP" "${load[@]}" >"$LOGS/$tag-warmup.txt" 2>&1 || true
+
+    local t0 t1 rss status=ok
+    t0=$(cpu_ticks "$SERVER_PID")
+    run_wrk "$DURATION" "${load[@]}" >"$LOGS/$tag.txt" 2>&1 || log "wrk failed: $(tail -3 "$LOGS/$tag.txt")"
+    if alive "$SERVER_PID"; then
+        t1=$(cpu_ticks "$SERVER_PID")
+        rss=$(rss_kib "$SERVER_PID")
+    else
+        status=died
+        log "the $server server DIED during the measured run; log tail follows"
+        tail -20 "$LOGS/server-$server.log" | tee "$LOGS/$tag-server-died.log" >&2
+    fi
+    stop_server
+    cp "$LOGS/server-$server.log" "$LOGS/$tag-server.log" 2>/dev/null && truncate_log "$LOGS/$tag-server.log"
+
+    local line requests=0 duration_us=1 p50_us=NA p99_us=NA samples=0 wrk_p50_us=0 wrk_p99_us=0 kv
+    local non2xx=0 connect=0 read=0 write=0 timeout=0
+    line=$(sed -n 's/^BENCH //p' "$LOGS/$tag.txt")
+    [[ -n $line ]] || {
+        log "no result line from wrk for $tag"
+        status=${status/ok/no-result}
+    }
+    for kv in $line; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
+    awk -v s="$scenario" -v srv="$server" -v rep="$rep" -v req="$requests" -v dur="$duration_us" \
+        -v p50="$p50_us" -v p99="$p99_us" -v t0="${t0:-}" -v t1="${t1:-}" -v tck="$CLK_TCK" -v rss="${rss:-}" \
+        -v non2xx="$non2xx" -v errs="$((connect + read + write + timeout))" -v st="$status" 'BEGIN {
+            ok = (st == "ok" && req > 0)
+            cpu = ok ? sprintf("%.2f", (t1 - t0) * 1e6 / tck / req) : "NA"
+            mib = (rss != "") ? sprintf("%.1f", rss / 1024) : "NA"
+            share = req > 0 ? sprintf("%.4f", (req - non2xx) / req) : "NA"
+            ms50 = (p50 == "NA") ? "NA" : sprintf("%.3f", p50 / 1000)
+            ms99 = (p99 == "NA") ? "NA" : sprintf("%.3f", p99 / 1000)
+            printf "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s, srv, rep,
+                req * 1e6 / dur, ms50, ms99, cpu, mib, req, non2xx, errs, share, st
+        }' >>"$RUNS"
+    tail -1 "$RUNS" | awk -F'\t' '{ printf "    %s req/s, p50 %s ms, p99 %s ms, CPU %s us/req, RSS %s MiB, 2xx %s, errors %s (%s)\n", $4, $5, $6, $7, $8, $12, $11, $13 }' >&2
+}
+
+# Keeps server logs small (scenario d logs two lines per task).
+truncate_log() {
+    local file=$1
+    if (($(wc -l <"$file") > 400)); then
+        {
+            head -200 "$file"
+            echo "... ($(($(wc -l <"$file") - 400)) lines cut) ..."
+            tail -200 "$file"
+        } >"$file.tmp" && mv "$file.tmp" "$file"
+    fi
+}
+
+# --- memory -------------------------------------------------------------------
+
+task_exists() { [[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/tasks/$1") == 200 ]]; }
+
+# The highest stored id (ids are consecutive from 1): gallops up from a
+# guess, then bisects.
+max_task_id() {
+    local lo=0 hi=${1:-1} step=1 mid
+    ((hi >= 1)) || hi=1
+    if task_exists "$hi"; then
+        lo=$hi
+        while task_exists $((lo + step)); do
+            lo=$((lo + step))
+            step=$((step * 2))
+        done
+        hi=$((lo + step))
+    fi
+    while ((hi - lo > 1)); do
+        mid=$(((lo + hi) / 2))
+        if task_exists "$mid"; then lo=$mid; else hi=$mid; fi
+    done
+    echo "$lo"
+}
+
+memory_case() {
+    local server=$1 tag=f-$1 rss0 rss1 stored started
+    log "scenario f (memory), $server: $MEMORY_TASKS creates"
+    start_server "$server"
+    curl -s -o /dev/null "$URL/tasks/0"
+    sleep 1
+    rss0=$(rss_kib "$SERVER_PID")
+    started=$SECONDS
+    # A subshell that execs, so that WRK_PID is wrk itself and SIGINT reaches it.
+    (
+        export LUA_PATH="$LOAD_DIR/?.lua;;" WRK_CONNECTIONS=$CONNECTIONS WRK_PIPELINE=1
+        exec taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d3600s --timeout 5s \
+            -s "$LOAD_DIR/create_n.lua" "$URL/tasks" -- "$MEMORY_TASKS"
+    ) >"$LOGS/$tag.txt" 2>&1 &
+    WRK_PID=$!
+    # create_n.lua sends exactly MEMORY_TASKS POSTs, then harmless GETs until
+    # stopped; give up if no task is stored for 15 s.
+    local count=0 last=0 since=$SECONDS
+    while ((count < MEMORY_TASKS)) && alive "$WRK_PID" && alive "$SERVER_PID"; do
+        sleep 1
+        count=$(max_task_id "$count")
+        if ((count > last)); then
+            last=$count since=$SECONDS
+        elif ((SECONDS - since >= 15)); then
+            log "no new task stored for 15 s, at $count of $MEMORY_TASKS: stopping wrk"
+            break
+        fi
+    done
+    sleep 0.5
+    kill -INT "$WRK_PID" 2>/dev/null || true
+    wait "$WRK_PID" 2>/dev/null || true
+    WRK_PID=
+    if ! alive "$SERVER_PID"; then
+        log "the $server server DIED while creating tasks; log tail follows"
+        tail -20 "$LOGS/server-$server.log" | tee "$LOGS/$tag-server-died.log" >&2
+        printf '%s\tNA\tNA\tNA\tNA\tNA\tdied\n' "$server" >>"$MEMORY"
+        stop_server
+        return
+    fi
+    rss1=$(rss_kib "$SERVER_PID")
+    stored=$(max_task_id "$MEMORY_TASKS")
+    stop_server
+    cp "$LOGS/server-$server.log" "$LOGS/$tag-server.log" && truncate_log "$LOGS/$tag-server.log"
+    awk -v srv="$server" -v a="$rss0" -v b="$rss1" -v n="$stored" -v secs=$((SECONDS - started)) 'BEGIN {
+        printf "%s\t%d\t%.1f\t%.1f\t%s\t%d\tok\n", srv, n, a / 1024, b / 1024,
+            (n > 0 ? sprintf("%.0f", (b - a) * 1024 / n) : "NA"), secs }' >>"$MEMORY"
+    tail -1 "$MEMORY" | awk -F'\t' '{ printf "    %s tasks stored, RSS %s -> %s MiB, %s bytes/task (%s s)\n", $2, $3, $4, $5, $6 }' >&2
+}
+
+# --- report -------------------------------------------------------------------
+
+# median SCENARIO SERVER COLUMN: the median of a runs.tsv column, NA values skipped.
+median() {
+    awk -F'\t' -v s="$1" -v srv="$2" -v c="$3" '$1 == s && $2 == srv && $c != "NA" { print $c }' "$RUNS" |
+        sort -g | awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "—"; exit }
+            print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "—" || b == "—" || b + 0 == 0) print "—"; else printf "%.2f", a / b }'; }
+
+fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "—") print v; else printf f, v }'; }
+
+report_header() {
+    echo "# worker-pool load comparison"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(
+        git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' (+ uncommitted changes)'), $(nproc --all) CPUs."
+    echo "DURATION=$DURATION REPEATS=$REPEATS (medians) WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS PIPELINE=$PIPELINE;"
+    echo "server on CPU $SERVER_CPU, wrk -t1 on CPU $LOAD_CPU. wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $(go version | awk '{ print $3 }')."
+}
+
+# One row per scenario: each server's median and the ratios.
+report_comparison() {
+    local s srv
+    local -A rps=() p99=() cpu=()
+    echo
+    echo "| scenario | req/s rust | req/s go | req/s floor | rust/go | p99 ms rust | p99 ms go | p99 ms floor | rust/go | CPU µs/req rust | CPU µs/req go | CPU µs/req floor | rust/go | rust/floor |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for s in a b c d e; do
+        grep -qP "^$s\t" "$RUNS" || continue
+        for srv in rust go floor; do
+            rps[$srv]=$(median "$s" "$srv" 4)
+            p99[$srv]=$(median "$s" "$srv" 6)
+            cpu[$srv]=$(median "$s" "$srv" 7)
+        done
+        printf '| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" "${TITLE[$s]}" \
+            "$(fmt "${rps[rust]}" %.0f)" "$(fmt "${rps[go]}" %.0f)" "$(fmt "${rps[floor]}" %.0f)" "$(ratio "${rps[rust]}" "${rps[go]}")" \
+            "$(fmt "${p99[rust]}" %.2f)" "$(fmt "${p99[go]}" %.2f)" "$(fmt "${p99[floor]}" %.2f)" "$(ratio "${p99[rust]}" "${p99[go]}")" \
+            "$(fmt "${cpu[rust]}" %.1f)" "$(fmt "${cpu[go]}" %.1f)" "$(fmt "${cpu[floor]}" %.1f)" "$(ratio "${cpu[rust]}" "${cpu[go]}")" \
+            "$(ratio "${cpu[rust]}" "${cpu[floor]}")"
+    done
+}
+
+# One row per scenario and server, with what the comparison leaves out.
+report_details() {
+    local s srv bad
+    echo
+    echo "Per server (medians): p50, RSS after the run, share of 2xx answers, wrk socket errors; runs that failed"
+    echo "(server died or wrk gave no result)."
+    echo
+    echo "| scenario | server | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | 2xx share (POST: 201) | socket errors | failed runs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for s in a b c d e; do
+        for srv in rust go floor; do
+            grep -qP "^$s\t$srv\t" "$RUNS" || continue
+            bad=$(awk -F'\t' -v s="$s" -v srv="$srv" '$1 == s && $2 == srv && $13 != "ok"' "$RUNS" | wc -l)
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$s" "$srv" \
+                "$(fmt "$(median "$s" "$srv" 4)" %.0f)" "$(fmt "$(median "$s" "$srv" 5)" %.2f)" \
+                "$(fmt "$(median "$s" "$srv" 6)" %.2f)" "$(fmt "$(median "$s" "$srv" 7)" %.1f)" \
+                "$(fmt "$(median "$s" "$srv" 8)" %.1f)" "$(fmt "$(median "$s" "$srv" 12)" %.4f)" \
+                "$(fmt "$(median "$s" "$srv" 11)" %.0f)" "$bad" "$REPEATS"
+        done
+    done
+}
+
+report_memory() {
+    local go_bytes
+    go_bytes=$(awk -F'\t' '$1 == "go" { print $5 }' "$MEMORY")
+    echo
+    echo "f: memory after $MEMORY_TASKS × POST /tasks (title \"t\", description \"d\") under the default config"
+    echo "(POOL_SIZE=10: nearly every task is stored as failed, \"task pool is full\"); one run per server;"
+    echo "bytes/task = (VmRSS after - VmRSS before) / tasks stored (the highest id that GET /tasks/{id} finds);"
+    echo "it includes allocator and GC slack (Go lets the heap reach GOGC=100% over live data; hash tables grow by doubling)."
+    echo
+    echo "| server | tasks stored | RSS before MiB | RSS after MiB | bytes/task | rust/go | seconds |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v gb="${go_bytes:-NA}" '{
+        r = ($1 != "go" && $5 != "NA" && gb != "NA" && gb + 0 > 0) ? sprintf("%.2f", $5 / gb) : "—"
+        printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, r, $6 }' "$MEMORY"
+}
+
+report() {
+    {
+        report_header
+        if [[ -s $RUNS ]]; then
+            report_comparison
+            report_details
+        fi
+        [[ ! -s $MEMORY ]] || report_memory
+        echo
+        echo "Notes: latency is wrk's (coordinated-omission corrected) histogram; with pipelining (b) it is per batch"
+        echo "of $PIPELINE, with wrk's correction redone per batch (see report.lua). CPU/request is the server's utime+stime"
+        echo "(clock ticks of $((1000000 / CLK_TCK)) µs) over the measured run divided by completed requests, and in c/d"
+        echo "includes the workers' share. rust/floor compares CPU per request with the bare may_minihttp floor."
+    } >"$OUT/results.md"
+    cat "$OUT/results.md"
+}
+
+main() {
+    check_tools
+    mkdir -p "$LOGS"
+    : >"$RUNS"
+    : >"$MEMORY"
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+    build
+    local started=$SECONDS s srv rep
+    for s in a b c d e; do
+        [[ " $SCENARIOS " == *" $s "* ]] || continue
+        for srv in $(scenario_servers "$s"); do
+            for ((rep = 1; rep <= REPEATS; rep++)); do
+                measure "$s" "$srv" "$rep"
+            done
+        done
+    done
+    if [[ " $SCENARIOS " == *" g "* && " $SCENARIOS " != *" a "* && " $SCENARIOS " != *" b "* ]]; then
+        log "scenario g runs the floor under a and b: add a or b to SCENARIOS"
+    fi
+    if [[ " $SCENARIOS " == *" f "* ]]; then
+        memory_case rust
+        memory_case go
+    fi
+    log "done in $((SECONDS - started)) s (after the builds)"
+    report
+}
+
+main "$@"
