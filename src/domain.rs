@@ -1,12 +1,18 @@
-//! The task model: what a task is, the states it moves through, and the
-//! views of it that clients see.
+//! The task model: what a task is, the states it moves through, and how it
+//! is written as JSON.
 //!
 //! A task only ever moves `pending -> running -> done` or `pending -> failed`;
 //! [`TaskStatus::can_become`] is the one place that rule is written down.
+//!
+//! A stored task is kept small and in the form it is served in: its title
+//! and description are held as JSON string literals, escaped once when the
+//! task is created, so answering a request copies bytes instead of escaping
+//! text again, and a million tasks fit in little memory.
 
 use std::fmt;
 use std::time::Duration;
 
+use bytes::BufMut;
 use serde::Serialize;
 
 /// Identifier of a task: positive, assigned in creation order starting at 1.
@@ -56,13 +62,11 @@ impl fmt::Display for TaskStatus {
 }
 
 /// Why a task failed; its message is the task's `error` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureReason {
     /// The queue was at capacity when the task was submitted.
-    #[serde(rename = "task pool is full")]
     PoolFull,
     /// The server was shutting down when the task was submitted.
-    #[serde(rename = "task pool is closed")]
     PoolClosed,
 }
 
@@ -82,59 +86,165 @@ impl fmt::Display for FailureReason {
     }
 }
 
-/// A task as stored, and as `GET /tasks/{id}` and `POST /tasks` return it.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// A status change the lifecycle does not allow, from the task's current status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotAllowed {
+    /// The status the task had, which it keeps.
+    pub current: TaskStatus,
+}
+
+/// Status and failure reason in one byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Pending,
+    Running,
+    Done,
+    Failed(FailureReason),
+}
+
+/// A task as stored. Its id is the key it is stored under, not part of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
-    /// Assigned by the store.
-    pub id: TaskId,
-    /// Trimmed, never empty.
-    pub title: Box<str>,
-    /// Trimmed, possibly empty.
-    pub description: Box<str>,
-    /// Current lifecycle state.
-    pub status: TaskStatus,
-    /// Set only when `status` is `failed`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<FailureReason>,
-    /// How long a worker sleeps on it, drawn at creation. Not part of the API.
-    #[serde(skip)]
-    pub work: Duration,
+    /// The title then the description, each a JSON string literal.
+    json_text: Box<str>,
+    /// Where the title literal ends in `json_text`.
+    title_end: u32,
+    /// How long a worker sleeps on it, drawn at creation, in milliseconds.
+    work_ms: u32,
+    state: State,
 }
 
-/// The short form of a task in `GET /tasks`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TaskSummary {
-    /// The task's id.
-    pub id: TaskId,
-    /// The task's title.
-    pub title: Box<str>,
-    /// The task's status at the time of listing.
-    pub status: TaskStatus,
-}
-
-impl From<&Task> for TaskSummary {
-    fn from(task: &Task) -> Self {
+impl Task {
+    /// A `pending` task. `title` and `description` are kept as given (the
+    /// service trims them); `work` is capped at `u32::MAX` milliseconds.
+    pub fn new(title: &str, description: &str, work: Duration) -> Self {
+        let mut json_text = json_string(title);
+        let title_end = json_text.len() as u32;
+        json_text.push_str(&json_string(description));
         Self {
-            id: task.id,
-            title: task.title.clone(),
-            status: task.status,
+            json_text: json_text.into_boxed_str(),
+            title_end,
+            work_ms: u32::try_from(work.as_millis()).unwrap_or(u32::MAX),
+            state: State::Pending,
         }
     }
+
+    /// The current status.
+    pub fn status(&self) -> TaskStatus {
+        match self.state {
+            State::Pending => TaskStatus::Pending,
+            State::Running => TaskStatus::Running,
+            State::Done => TaskStatus::Done,
+            State::Failed(_) => TaskStatus::Failed,
+        }
+    }
+
+    /// Why the task failed, if it did.
+    pub fn error(&self) -> Option<FailureReason> {
+        match self.state {
+            State::Failed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// How long its work takes.
+    pub fn work(&self) -> Duration {
+        Duration::from_millis(u64::from(self.work_ms))
+    }
+
+    /// The title as a JSON string literal, quotes included.
+    pub fn title_json(&self) -> &str {
+        &self.json_text[..self.title_end as usize]
+    }
+
+    /// The description as a JSON string literal, quotes included.
+    pub fn description_json(&self) -> &str {
+        &self.json_text[self.title_end as usize..]
+    }
+
+    /// Moves to `running` or `done` if the lifecycle allows it.
+    pub fn advance(&mut self, next: TaskStatus) -> Result<(), NotAllowed> {
+        let state = match next {
+            TaskStatus::Running => State::Running,
+            TaskStatus::Done => State::Done,
+            TaskStatus::Pending | TaskStatus::Failed => return Err(self.not_allowed()),
+        };
+        self.move_to(next, state)
+    }
+
+    /// Moves to `failed` with `reason` if the lifecycle allows it.
+    pub fn fail(&mut self, reason: FailureReason) -> Result<(), NotAllowed> {
+        self.move_to(TaskStatus::Failed, State::Failed(reason))
+    }
+
+    fn move_to(&mut self, next: TaskStatus, state: State) -> Result<(), NotAllowed> {
+        if !self.status().can_become(next) {
+            return Err(self.not_allowed());
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    fn not_allowed(&self) -> NotAllowed {
+        NotAllowed { current: self.status() }
+    }
+
+    /// Writes `{"id","title","description","status"}`, plus `"error"` when
+    /// the task failed.
+    pub fn write_json(&self, id: TaskId, out: &mut impl BufMut) {
+        out.put_slice(b"{\"id\":");
+        out.put_slice(itoa::Buffer::new().format(id).as_bytes());
+        out.put_slice(b",\"title\":");
+        out.put_slice(self.title_json().as_bytes());
+        out.put_slice(b",\"description\":");
+        out.put_slice(self.description_json().as_bytes());
+        self.write_status(out);
+        if let Some(reason) = self.error() {
+            out.put_slice(b",\"error\":\"");
+            out.put_slice(reason.message().as_bytes());
+            out.put_u8(b'"');
+        }
+        out.put_u8(b'}');
+    }
+
+    /// Writes the list form, `{"id","title","status"}`.
+    pub fn write_summary_json(&self, id: TaskId, out: &mut impl BufMut) {
+        out.put_slice(b"{\"id\":");
+        out.put_slice(itoa::Buffer::new().format(id).as_bytes());
+        out.put_slice(b",\"title\":");
+        out.put_slice(self.title_json().as_bytes());
+        self.write_status(out);
+        out.put_u8(b'}');
+    }
+
+    fn write_status(&self, out: &mut impl BufMut) {
+        out.put_slice(b",\"status\":\"");
+        out.put_slice(self.status().as_str().as_bytes());
+        out.put_u8(b'"');
+    }
+}
+
+/// `text` as a JSON string literal, escaped as serde_json escapes it.
+fn json_string(text: &str) -> String {
+    serde_json::to_string(text).expect("a string always serialises")
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::{Value, json};
+
     use super::*;
 
-    fn task(status: TaskStatus, error: Option<FailureReason>) -> Task {
-        Task {
-            id: 7,
-            title: "t".into(),
-            description: "d".into(),
-            status,
-            error,
-            work: Duration::from_secs(1),
-        }
+    fn json_of(task: &Task, id: TaskId) -> Value {
+        let mut out = Vec::new();
+        task.write_json(id, &mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    fn summary_of(task: &Task, id: TaskId) -> Value {
+        let mut out = Vec::new();
+        task.write_summary_json(id, &mut out);
+        serde_json::from_slice(&out).unwrap()
     }
 
     #[test]
@@ -149,28 +259,100 @@ mod tests {
     }
 
     #[test]
-    fn task_json_has_error_only_when_set() {
-        let ok = serde_json::to_string(&task(TaskStatus::Pending, None)).unwrap();
-        assert_eq!(ok, r#"{"id":7,"title":"t","description":"d","status":"pending"}"#);
-        let failed = serde_json::to_string(&task(TaskStatus::Failed, Some(FailureReason::PoolFull))).unwrap();
+    fn a_task_moves_only_along_the_lifecycle() {
+        let mut task = Task::new("t", "", Duration::from_secs(1));
         assert_eq!(
-            failed,
-            r#"{"id":7,"title":"t","description":"d","status":"failed","error":"task pool is full"}"#
+            task.advance(TaskStatus::Done),
+            Err(NotAllowed {
+                current: TaskStatus::Pending
+            })
+        );
+        assert_eq!(task.advance(TaskStatus::Running), Ok(()));
+        assert_eq!(
+            task.fail(FailureReason::PoolFull),
+            Err(NotAllowed {
+                current: TaskStatus::Running
+            })
+        );
+        assert_eq!(task.advance(TaskStatus::Done), Ok(()));
+        assert_eq!(
+            task.advance(TaskStatus::Running),
+            Err(NotAllowed {
+                current: TaskStatus::Done
+            })
+        );
+        assert_eq!((task.status(), task.error()), (TaskStatus::Done, None));
+    }
+
+    #[test]
+    fn failing_keeps_the_reason() {
+        let mut task = Task::new("t", "", Duration::ZERO);
+        task.fail(FailureReason::PoolClosed).unwrap();
+        assert_eq!(
+            (task.status(), task.error()),
+            (TaskStatus::Failed, Some(FailureReason::PoolClosed))
+        );
+        assert!(task.advance(TaskStatus::Running).is_err());
+    }
+
+    #[test]
+    fn task_json_has_error_only_when_set() {
+        let mut task = Task::new("t", "d", Duration::from_secs(1));
+        let mut out = Vec::new();
+        task.write_json(7, &mut out);
+        assert_eq!(out, br#"{"id":7,"title":"t","description":"d","status":"pending"}"#);
+        task.fail(FailureReason::PoolFull).unwrap();
+        assert_eq!(
+            json_of(&task, 7),
+            json!({"id":7,"title":"t","description":"d","status":"failed","error":"task pool is full"})
         );
     }
 
     #[test]
-    fn failure_reason_serializes_as_its_message() {
-        for reason in [FailureReason::PoolFull, FailureReason::PoolClosed] {
-            let json = serde_json::to_string(&reason).unwrap();
-            assert_eq!(json, format!("\"{}\"", reason.message()));
+    fn summary_has_id_title_status_only() {
+        let task = Task::new("t", "d", Duration::ZERO);
+        let mut out = Vec::new();
+        task.write_summary_json(7, &mut out);
+        assert_eq!(out, br#"{"id":7,"title":"t","status":"pending"}"#);
+    }
+
+    #[test]
+    fn any_text_round_trips_through_the_json() {
+        let texts = [
+            "",
+            "plain",
+            "quote \" and backslash \\",
+            "line\nbreak\ttab\r",
+            "\u{0}\u{1f}\u{7f}",
+            "é ü 漢字 🚀",
+            "</script>",
+        ];
+        for title in texts {
+            for description in texts {
+                let task = Task::new(title, description, Duration::ZERO);
+                let full = json_of(&task, i64::MAX);
+                assert_eq!(full["title"], json!(title));
+                assert_eq!(full["description"], json!(description));
+                assert_eq!(full["id"], json!(i64::MAX));
+                assert_eq!(summary_of(&task, 1)["title"], json!(title));
+            }
         }
     }
 
     #[test]
-    fn summary_has_id_title_status_only() {
-        let summary = TaskSummary::from(&task(TaskStatus::Done, None));
-        let json = serde_json::to_string(&summary).unwrap();
-        assert_eq!(json, r#"{"id":7,"title":"t","status":"done"}"#);
+    fn work_is_kept_to_the_millisecond() {
+        assert_eq!(
+            Task::new("t", "", Duration::from_millis(1234)).work(),
+            Duration::from_millis(1234)
+        );
+        assert_eq!(
+            Task::new("t", "", Duration::from_secs(u64::MAX)).work(),
+            Duration::from_millis(u64::from(u32::MAX))
+        );
+    }
+
+    #[test]
+    fn a_stored_task_is_small() {
+        assert!(size_of::<Task>() <= 32, "{}", size_of::<Task>());
     }
 }

@@ -9,7 +9,7 @@ use log::{info, warn};
 use serde::Deserialize;
 
 use crate::config::WorkRange;
-use crate::domain::{FailureReason, Task, TaskId, TaskStatus, TaskSummary};
+use crate::domain::{FailureReason, Task, TaskId, TaskStatus};
 use crate::pool::{SubmitError, TaskQueue};
 use crate::store::TaskStore;
 
@@ -51,10 +51,10 @@ impl ServiceError {
 /// What became of a task that passed validation.
 #[derive(Debug, PartialEq)]
 pub enum Created {
-    /// Stored and queued: it will run.
-    Queued(Task),
+    /// Stored and queued: it will run. The task as it was stored.
+    Queued(TaskId, Task),
     /// Stored but refused by the queue: it is `failed` and will not run.
-    Rejected(Task),
+    Rejected(TaskId, Task),
 }
 
 /// Tasks that shutdown left unfinished, for the log.
@@ -95,17 +95,18 @@ impl TaskService {
             return Err(ServiceError::InvalidInput);
         }
         let description = input.description.as_deref().map(str::trim).unwrap_or_default();
-        let task = self.store.insert(title.into(), description.into(), self.work.draw());
-        let reason = match self.queue.submit(task.id) {
-            Ok(()) => return Ok(Created::Queued(task)),
+        let task = Task::new(title, description, self.work.draw());
+        let id = self.store.insert(task.clone());
+        let reason = match self.queue.submit(id) {
+            Ok(()) => return Ok(Created::Queued(id, task)),
             Err(SubmitError::Full) => FailureReason::PoolFull,
             Err(SubmitError::Closed) => FailureReason::PoolClosed,
         };
         let failed = self
             .store
-            .fail(task.id, reason)
+            .fail(id, reason)
             .expect("a task the queue refused was never started");
-        Ok(Created::Rejected(failed))
+        Ok(Created::Rejected(id, failed))
     }
 
     /// Runs `read` on the task with this id.
@@ -113,16 +114,18 @@ impl TaskService {
         self.store.with_task(id, read).ok_or(ServiceError::TaskNotFound)
     }
 
-    /// Every task's summary, ordered by id.
-    pub fn list(&self) -> Vec<TaskSummary> {
-        self.store.summaries()
+    /// Calls `each` for every task, in id order.
+    pub fn for_each_task(&self, mut each: impl FnMut(TaskId, &Task)) {
+        for id in self.store.ids() {
+            self.store.with_task(id, |task| each(id, task));
+        }
     }
 
     /// The worker job: runs the task if it is still pending, sleeping through
     /// its work duration with may's sleep, and logs its start and completion.
     pub fn run(&self, worker: usize, id: TaskId) {
-        let planned = match self.store.transition(id, TaskStatus::Running) {
-            Ok(task) => task.work,
+        let planned = match self.store.advance(id, TaskStatus::Running) {
+            Ok(work) => work,
             Err(refused) => {
                 warn!("worker {worker}: skipping task {id}: {refused:?}");
                 return;
@@ -132,18 +135,23 @@ impl TaskService {
         let started = Instant::now();
         may::coroutine::sleep(planned);
         let actual = Duration::from_millis(started.elapsed().as_millis() as u64);
-        match self.store.transition(id, TaskStatus::Done) {
+        match self.store.advance(id, TaskStatus::Done) {
             Ok(_) => info!("worker {worker}: task {id} done in {actual:?}, planned {planned:?}"),
             Err(refused) => warn!("worker {worker}: task {id} could not be marked done: {refused:?}"),
         }
     }
 
-    /// The accepted tasks that have not finished (for the shutdown report).
+    /// The accepted tasks that have not finished (for the shutdown report),
+    /// from one pass over the store.
     pub fn unfinished(&self) -> Unfinished {
-        Unfinished {
-            queued: self.store.ids_with_status(TaskStatus::Pending),
-            running: self.store.ids_with_status(TaskStatus::Running),
+        let mut unfinished = Unfinished::default();
+        for (id, status) in self.store.ids_with_status(&[TaskStatus::Pending, TaskStatus::Running]) {
+            match status {
+                TaskStatus::Running => unfinished.running.push(id),
+                _ => unfinished.queued.push(id),
+            }
         }
+        unfinished
     }
 }
 
@@ -172,14 +180,21 @@ mod tests {
         }
     }
 
+    fn status(service: &TaskService, id: TaskId) -> Result<TaskStatus, ServiceError> {
+        service.find(id, Task::status)
+    }
+
     #[test]
     fn create_trims_and_queues() {
         let service = service(1);
-        let Ok(Created::Queued(task)) = service.create(input("  write  ", Some("\tdocs \n"))) else {
+        let Ok(Created::Queued(id, task)) = service.create(input("  write  ", Some("\tdocs \n"))) else {
             panic!("expected the task to be queued");
         };
-        assert_eq!((task.id, &*task.title, &*task.description), (1, "write", "docs"));
-        assert_eq!(task.status, TaskStatus::Pending);
+        assert_eq!(
+            (id, task.title_json(), task.description_json()),
+            (1, "\"write\"", "\"docs\"")
+        );
+        assert_eq!(task.status(), TaskStatus::Pending);
         assert_eq!(service.queue.len(), 1);
     }
 
@@ -193,24 +208,24 @@ mod tests {
 
     #[test]
     fn description_defaults_to_empty() {
-        let Ok(Created::Queued(task)) = service(1).create(input("t", None)) else {
+        let Ok(Created::Queued(_, task)) = service(1).create(input("t", None)) else {
             panic!("expected the task to be queued");
         };
-        assert_eq!(&*task.description, "");
+        assert_eq!(task.description_json(), "\"\"");
     }
 
     #[test]
     fn a_full_queue_fails_the_task() {
         let service = service(1);
         service.create(input("first", None)).unwrap();
-        let Ok(Created::Rejected(task)) = service.create(input("second", None)) else {
+        let Ok(Created::Rejected(id, task)) = service.create(input("second", None)) else {
             panic!("expected the task to be rejected");
         };
         assert_eq!(
-            (task.id, task.status, task.error),
+            (id, task.status(), task.error()),
             (2, TaskStatus::Failed, Some(FailureReason::PoolFull))
         );
-        assert_eq!(service.find(2, |t| t.status), Ok(TaskStatus::Failed));
+        assert_eq!(status(&service, 2), Ok(TaskStatus::Failed));
     }
 
     #[test]
@@ -218,18 +233,29 @@ mod tests {
         let service = service(1);
         let pool = crate::pool::WorkerPool::start(1, service.queue.clone(), Arc::new(|_, _| {})).unwrap();
         pool.close();
-        let Ok(Created::Rejected(task)) = service.create(input("late", None)) else {
+        let Ok(Created::Rejected(_, task)) = service.create(input("late", None)) else {
             panic!("expected the task to be rejected");
         };
-        assert_eq!(task.error, Some(FailureReason::PoolClosed));
+        assert_eq!(task.error(), Some(FailureReason::PoolClosed));
     }
 
     #[test]
     fn find_reports_unknown_ids() {
         let service = service(4);
         service.create(input("t", None)).unwrap();
-        assert_eq!(service.find(1, |t| t.id), Ok(1));
-        assert_eq!(service.find(2, |t| t.id), Err(ServiceError::TaskNotFound));
+        assert_eq!(status(&service, 1), Ok(TaskStatus::Pending));
+        assert_eq!(status(&service, 2), Err(ServiceError::TaskNotFound));
+    }
+
+    #[test]
+    fn every_task_is_visited_in_id_order() {
+        let service = service(100);
+        for i in 0..20 {
+            service.create(input(&format!("t{i}"), None)).unwrap();
+        }
+        let mut seen = Vec::new();
+        service.for_each_task(|id, _| seen.push(id));
+        assert_eq!(seen, (1..=20).collect::<Vec<_>>());
     }
 
     #[test]
@@ -248,9 +274,9 @@ mod tests {
         let service = service(4);
         service.create(input("t", None)).unwrap();
         service.run(1, 1);
-        assert_eq!(service.find(1, |t| t.status), Ok(TaskStatus::Done));
+        assert_eq!(status(&service, 1), Ok(TaskStatus::Done));
         service.run(1, 1);
-        assert_eq!(service.find(1, |t| t.status), Ok(TaskStatus::Done));
+        assert_eq!(status(&service, 1), Ok(TaskStatus::Done));
     }
 
     #[test]
@@ -259,7 +285,7 @@ mod tests {
         service.create(input("a", None)).unwrap();
         service.create(input("b", None)).unwrap();
         service.run(1, 2);
-        assert_eq!(service.find(2, |t| t.status), Ok(TaskStatus::Failed));
+        assert_eq!(status(&service, 2), Ok(TaskStatus::Failed));
     }
 
     #[test]
@@ -268,7 +294,7 @@ mod tests {
         for title in ["a", "b", "c"] {
             service.create(input(title, None)).unwrap();
         }
-        service.store.transition(2, TaskStatus::Running).unwrap();
+        service.store.advance(2, TaskStatus::Running).unwrap();
         assert_eq!(
             service.unfinished(),
             Unfinished {

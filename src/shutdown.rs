@@ -2,6 +2,7 @@
 //! connections, close the pool, let the workers drain what was queued, and
 //! report what (if anything) the timeout left unfinished.
 
+use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use log::{error, info};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::domain::TaskId;
 use crate::http::HttpServer;
 use crate::pool::WorkerPool;
 use crate::service::{TaskService, Unfinished};
@@ -60,8 +62,56 @@ pub fn drain(server: HttpServer, pool: &WorkerPool, service: &TaskService, timeo
     }
     let unfinished = service.unfinished();
     error!(
-        "shutdown: timed out after {timeout:?}; not completed: queued {:?}, running {:?}",
-        unfinished.queued, unfinished.running
+        "shutdown: timed out after {timeout:?}; not completed: queued {}, running {}",
+        IdRuns(&unfinished.queued),
+        IdRuns(&unfinished.running)
     );
     Outcome::TimedOut(unfinished)
+}
+
+/// Ascending ids written as a list in which runs of three or more
+/// consecutive ids are shortened to `first-last`: `[1, 2, 5-9, 12]`. Every id
+/// is named, and a long shutdown report stays one short line.
+struct IdRuns<'a>(&'a [TaskId]);
+
+impl fmt::Display for IdRuns<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        let mut rest = self.0;
+        let mut separator = "";
+        while let Some(&first) = rest.first() {
+            let run = rest
+                .iter()
+                .enumerate()
+                .take_while(|&(offset, &id)| id == first + offset as TaskId)
+                .count();
+            let shown = if run >= 3 { 1 } else { run };
+            for &id in &rest[..shown] {
+                write!(f, "{separator}{id}")?;
+                separator = ", ";
+            }
+            if run >= 3 {
+                write!(f, "-{}", first + run as TaskId - 1)?;
+            }
+            rest = &rest[run..];
+        }
+        f.write_str("]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_runs_name_every_id_and_shorten_runs() {
+        let shown = |ids: &[TaskId]| IdRuns(ids).to_string();
+        assert_eq!(shown(&[]), "[]");
+        assert_eq!(shown(&[4]), "[4]");
+        assert_eq!(shown(&[2, 3]), "[2, 3]");
+        assert_eq!(shown(&[1, 2, 3]), "[1-3]");
+        assert_eq!(shown(&[1, 2, 5, 6, 7, 8, 9, 12]), "[1, 2, 5-9, 12]");
+        let many: Vec<TaskId> = (10..=131_000).collect();
+        assert_eq!(shown(&many), "[10-131000]");
+    }
 }

@@ -40,7 +40,7 @@ const JSON: &str = "Content-Type: application/json";
 /// Answers `route`; `body` is the request body (empty when there is none).
 pub fn answer(service: &TaskService, route: &Route, body: &[u8], reply: &mut impl Reply) {
     match route {
-        Route::ListTasks => json(reply, 200, "OK", &service.list()),
+        Route::ListTasks => list_tasks(service, reply),
         Route::CreateTask => create_task(service, body, reply),
         Route::GetTask(Ok(id)) => get_task(service, *id, reply),
         Route::GetTask(Err(refused)) => service_error(reply, *refused),
@@ -53,10 +53,25 @@ pub fn answer(service: &TaskService, route: &Route, body: &[u8], reply: &mut imp
     }
 }
 
+fn list_tasks(service: &TaskService, reply: &mut impl Reply) {
+    reply.header(JSON);
+    let out = reply.body();
+    out.put_u8(b'[');
+    service.for_each_task(|id, task| {
+        if out.len() > 1 {
+            out.put_u8(b',');
+        }
+        task.write_summary_json(id, out);
+    });
+    out.put_slice(b"]\n");
+}
+
 fn get_task(service: &TaskService, id: TaskId, reply: &mut impl Reply) {
     let found = service.find(id, |task| {
         reply.header(JSON);
-        write_json(reply.body(), task);
+        let out = reply.body();
+        task.write_json(id, out);
+        out.put_u8(b'\n');
     });
     if let Err(refused) = found {
         service_error(reply, refused);
@@ -76,11 +91,16 @@ fn create_task(service: &TaskService, body: &[u8], reply: &mut impl Reply) {
         Ok(input) => input,
         Err(message) => return error(reply, 400, "Bad Request", &message),
     };
-    match service.create(input) {
-        Ok(Created::Queued(task)) => json(reply, 201, "Created", &task),
-        Ok(Created::Rejected(task)) => json(reply, 503, "Service Unavailable", &task),
-        Err(refused) => service_error(reply, refused),
-    }
+    let (status, id, task) = match service.create(input) {
+        Ok(Created::Queued(id, task)) => ((201, "Created"), id, task),
+        Ok(Created::Rejected(id, task)) => ((503, "Service Unavailable"), id, task),
+        Err(refused) => return service_error(reply, refused),
+    };
+    reply.status(status.0, status.1);
+    reply.header(JSON);
+    let out = reply.body();
+    task.write_json(id, out);
+    out.put_u8(b'\n');
 }
 
 /// Decodes the body of `POST /tasks`. Only an object is accepted: serde

@@ -4,8 +4,6 @@
 //! known path with another method is 405 with the allowed methods, and
 //! `{id}` is one non-empty, percent-decoded path segment.
 
-use std::borrow::Cow;
-
 use crate::domain::TaskId;
 use crate::service::{ServiceError, parse_task_id};
 
@@ -55,11 +53,9 @@ pub fn route(method: &str, target: &str) -> Routed {
             _ => Route::MethodNotAllowed(ALLOW_COLLECTION),
         },
         Some(rest) => match rest.strip_prefix('/') {
-            Some(segment) if !segment.is_empty() && !segment.contains('/') => match percent_decode(segment) {
-                None => Route::BadTarget,
-                Some(_) if !readable => Route::MethodNotAllowed(ALLOW_ITEM),
-                Some(id) => Route::GetTask(parse_id(&id)),
-            },
+            Some(segment) if !segment.is_empty() && !segment.as_bytes().contains(&b'/') => {
+                task_route(segment, readable)
+            }
             _ => Route::NotFound,
         },
         None => Route::NotFound,
@@ -67,16 +63,33 @@ pub fn route(method: &str, target: &str) -> Routed {
     Routed { route, head }
 }
 
-fn parse_id(decoded: &[u8]) -> Result<TaskId, ServiceError> {
-    std::str::from_utf8(decoded)
-        .map_err(|_| ServiceError::InvalidTaskId)
-        .and_then(parse_task_id)
+/// The route for `/tasks/{segment}`.
+fn task_route(segment: &str, readable: bool) -> Route {
+    if !segment.as_bytes().contains(&b'%') {
+        return if readable {
+            Route::GetTask(parse_task_id(segment))
+        } else {
+            Route::MethodNotAllowed(ALLOW_ITEM)
+        };
+    }
+    match percent_decode(segment) {
+        None => Route::BadTarget,
+        Some(_) if !readable => Route::MethodNotAllowed(ALLOW_ITEM),
+        Some(decoded) => Route::GetTask(
+            String::from_utf8(decoded)
+                .map_err(|_| ServiceError::InvalidTaskId)
+                .and_then(|id| parse_task_id(&id)),
+        ),
+    }
 }
 
 /// The path of an origin-form (`/tasks?x`) or absolute-form
 /// (`http://host/tasks`) request target, without its query.
 fn path_of(target: &str) -> Option<&str> {
-    let path = target.split_once('?').map_or(target, |(path, _query)| path);
+    let path = match target.as_bytes().iter().position(|&byte| byte == b'?') {
+        Some(query) => &target[..query],
+        None => target,
+    };
     if path.starts_with('/') {
         return Some(path);
     }
@@ -89,25 +102,26 @@ fn path_of(target: &str) -> Option<&str> {
 }
 
 /// Decodes `%XX` escapes; `None` if an escape is malformed.
-fn percent_decode(segment: &str) -> Option<Cow<'_, [u8]>> {
-    if !segment.contains('%') {
-        return Some(Cow::Borrowed(segment.as_bytes()));
-    }
+fn percent_decode(segment: &str) -> Option<Vec<u8>> {
     let bytes = segment.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            decoded.push(u8::from_str_radix(hex, 16).ok()?);
+            let high = hex_digit(*bytes.get(i + 1)?)?;
+            let low = hex_digit(*bytes.get(i + 2)?)?;
+            decoded.push(high << 4 | low);
             i += 3;
         } else {
             decoded.push(bytes[i]);
             i += 1;
         }
     }
-    Some(Cow::Owned(decoded))
+    Some(decoded)
+}
+
+fn hex_digit(byte: u8) -> Option<u8> {
+    (byte as char).to_digit(16).map(|digit| digit as u8)
 }
 
 #[cfg(test)]
@@ -191,6 +205,7 @@ mod tests {
         );
         assert_eq!(routed("GET", "/tasks/%zz"), Route::BadTarget);
         assert_eq!(routed("GET", "/tasks/1%"), Route::BadTarget);
+        assert_eq!(routed("GET", "/tasks/%+1"), Route::BadTarget);
     }
 
     #[test]
