@@ -118,9 +118,13 @@ impl Task {
     /// A `pending` task. `title` and `description` are kept as given (the
     /// service trims them); `work` is capped at `u32::MAX` milliseconds.
     pub fn new(title: &str, description: &str, work: Duration) -> Self {
-        let mut json_text = json_string(title);
+        // Exact capacity when nothing needs escaping, so the text is
+        // allocated once and never reallocated (less heap churn per task).
+        let mut json_text = Vec::with_capacity(title.len() + description.len() + 4);
+        write_json_string(&mut json_text, title);
         let title_end = json_text.len() as u32;
-        json_text.push_str(&json_string(description));
+        write_json_string(&mut json_text, description);
+        let json_text = String::from_utf8(json_text).expect("serde_json writes UTF-8");
         Self {
             json_text: json_text.into_boxed_str(),
             title_end,
@@ -224,9 +228,9 @@ impl Task {
     }
 }
 
-/// `text` as a JSON string literal, escaped as serde_json escapes it.
-fn json_string(text: &str) -> String {
-    serde_json::to_string(text).expect("a string always serialises")
+/// Appends `text` as a JSON string literal, escaped as serde_json escapes it.
+fn write_json_string(out: &mut Vec<u8>, text: &str) {
+    serde_json::to_writer(out, text).expect("writing to memory cannot fail");
 }
 
 #[cfg(test)]
