@@ -83,8 +83,9 @@ impl TaskQueue {
     }
 
     /// Blocks the calling coroutine until an id is queued, or returns `None`
-    /// once the queue is closed and empty.
-    fn take(&self) -> Option<TaskId> {
+    /// once the queue is closed and empty. Workers call this; it is public
+    /// for benchmarks.
+    pub fn take(&self) -> Option<TaskId> {
         loop {
             self.ready.wait();
             if let Some(id) = self.ids.pop() {

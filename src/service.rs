@@ -2,6 +2,7 @@
 //! worker. Input validation and the mapping of store and queue outcomes to
 //! the answers the API promises live here, so the HTTP layer only translates.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,14 +17,17 @@ use crate::store::TaskStore;
 /// What a `POST /tasks` body must be, in the words of its error messages.
 pub const NEW_TASK_SHAPE: &str = "a JSON object with a string \"title\" and an optional string \"description\"";
 
-/// The body of `POST /tasks`. Unknown fields are ignored, as Go's decoder does.
+/// The body of `POST /tasks`. Unknown fields are ignored, as Go's decoder
+/// does. Strings without escapes are borrowed from the body, not copied.
 #[derive(Debug, Default, Deserialize)]
 #[serde(expecting = "a JSON object with a string \"title\" and an optional string \"description\"")]
-pub struct NewTask {
+pub struct NewTask<'a> {
     /// Required; surrounding white space is trimmed.
-    pub title: Option<String>,
+    #[serde(borrow)]
+    pub title: Option<Cow<'a, str>>,
     /// Optional; surrounding white space is trimmed.
-    pub description: Option<String>,
+    #[serde(borrow)]
+    pub description: Option<Cow<'a, str>>,
 }
 
 /// A request the service refuses, with the message clients see.
@@ -89,7 +93,7 @@ impl TaskService {
 
     /// Validates `input`, stores the task as `pending` and queues it. A task
     /// the queue refuses is kept as `failed` with the reason.
-    pub fn create(&self, input: NewTask) -> Result<Created, ServiceError> {
+    pub fn create(&self, input: NewTask<'_>) -> Result<Created, ServiceError> {
         let title = input.title.as_deref().map(str::trim).unwrap_or_default();
         if title.is_empty() {
             return Err(ServiceError::InvalidInput);
@@ -102,8 +106,9 @@ impl TaskService {
             Err(SubmitError::Full) => FailureReason::PoolFull,
             Err(SubmitError::Closed) => FailureReason::PoolClosed,
         };
-        let failed = self
-            .store
+        let mut failed = task;
+        failed.fail(reason).expect("a new task is pending");
+        self.store
             .fail(id, reason)
             .expect("a task the queue refused was never started");
         Ok(Created::Rejected(id, failed))
@@ -173,7 +178,7 @@ mod tests {
         TaskService::new(Arc::new(TaskStore::new()), Arc::new(TaskQueue::new(pool_size)), work)
     }
 
-    fn input(title: &str, description: Option<&str>) -> NewTask {
+    fn input<'a>(title: &'a str, description: Option<&'a str>) -> NewTask<'a> {
         NewTask {
             title: Some(title.into()),
             description: description.map(Into::into),

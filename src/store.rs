@@ -71,11 +71,10 @@ impl TaskStore {
         Ok(task.work())
     }
 
-    /// Marks a pending task `failed` with `reason`, and returns a copy of it.
-    pub fn fail(&self, id: TaskId, reason: FailureReason) -> Result<Task, TransitionError> {
+    /// Marks a pending task `failed` with `reason`.
+    pub fn fail(&self, id: TaskId, reason: FailureReason) -> Result<(), TransitionError> {
         let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
-        task.fail(reason)?;
-        Ok(task.clone())
+        Ok(task.fail(reason)?)
     }
 
     /// Every stored id, ascending.
@@ -146,8 +145,7 @@ mod tests {
     fn failing_records_the_reason() {
         let store = TaskStore::new();
         let id = add(&store);
-        let failed = store.fail(id, FailureReason::PoolClosed).unwrap();
-        assert_eq!(failed.error(), Some(FailureReason::PoolClosed));
+        store.fail(id, FailureReason::PoolClosed).unwrap();
         assert_eq!(store.with_task(id, Task::error), Some(Some(FailureReason::PoolClosed)));
         assert!(store.advance(id, TaskStatus::Running).is_err());
     }

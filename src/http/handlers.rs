@@ -105,7 +105,7 @@ fn create_task(service: &TaskService, body: &[u8], reply: &mut impl Reply) {
 
 /// Decodes the body of `POST /tasks`. Only an object is accepted: serde
 /// would also take a JSON array as the struct's fields in order.
-fn decode_new_task(body: &[u8]) -> Result<NewTask, String> {
+fn decode_new_task(body: &[u8]) -> Result<NewTask<'_>, String> {
     if body.trim_ascii_start().first() == Some(&b'[') {
         return Err(format!(
             "invalid JSON body: invalid type: array, expected {NEW_TASK_SHAPE}"
@@ -280,6 +280,15 @@ pub(crate) mod tests {
                 (400, serde_json::json!({"error":"invalid input"}))
             );
         }
+    }
+
+    #[test]
+    fn escaped_text_is_decoded_and_served_back_escaped() {
+        let service = service(4);
+        let created = call(&service, Route::CreateTask, r#"{"title":"a\"b\u00e9","description":"1\\2\n"}"#);
+        assert_eq!(created.code, 201);
+        assert_eq!(created.json()["title"], serde_json::json!("a\"bé"));
+        assert_eq!(created.json()["description"], serde_json::json!("1\\2"));
     }
 
     #[test]
