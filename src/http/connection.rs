@@ -57,10 +57,43 @@ impl Connection {
         connection
     }
 
-    /// Reads the whole body into `self.body`; false if the peer went away first.
-    fn read_body(&mut self, request: Request, length: usize) -> bool {
-        self.body.resize(length, 0);
-        request.body().read_exact(&mut self.body).is_ok()
+    fn max_body_bytes(&self) -> usize {
+        self.shared.guard.limits().max_body_bytes
+    }
+
+    /// The request's head if its body can be framed and is within the
+    /// limit; otherwise the request is refused and the connection closed.
+    fn check_framing(&mut self, head: Result<RequestHead, HeadError>) -> Option<RequestHead> {
+        let limit = self.max_body_bytes();
+        match head {
+            Err(refused) => self.refuse(refused.status(), refused.message()),
+            Ok(head) if head.content_length > limit as u64 => {
+                let message = format!("request body too large: the limit is {limit} bytes");
+                self.refuse((413, "Content Too Large"), &message);
+            }
+            Ok(head) => return Some(head),
+        }
+        None
+    }
+
+    /// Reads the body into `self.body` (after a `100 Continue` if the client
+    /// waits for one); false, with the connection closing, if the peer went
+    /// away first.
+    fn receive_body(&mut self, request: Request, head: &RequestHead) -> bool {
+        self.body.clear();
+        if head.content_length == 0 {
+            return true;
+        }
+        if head.expects_continue {
+            self.socket.send(CONTINUE);
+        }
+        self.body.resize(head.content_length as usize, 0);
+        if request.body().read_exact(&mut self.body).is_err() {
+            self.socket.close();
+            self.closing = true;
+            return false;
+        }
+        true
     }
 
     /// Answers straight on the socket and closes the connection. For
@@ -78,7 +111,8 @@ impl Connection {
     /// parses, so it gets a 503; its body, when it can be framed, is
     /// consumed so the library does not take it for the next request and
     /// drop the answers still waiting to be written.
-    fn skip(&mut self, request: Request, head: Result<RequestHead, HeadError>, limit: usize, response: &mut Response) {
+    fn skip(&mut self, request: Request, head: Result<RequestHead, HeadError>, response: &mut Response) {
+        let limit = self.max_body_bytes();
         if head.is_ok_and(|head| head.content_length <= limit as u64) {
             drop(request.body());
         }
@@ -101,38 +135,19 @@ impl Connection {
 impl HttpService for Connection {
     fn call(&mut self, request: Request, response: &mut Response) -> io::Result<()> {
         let head = message::inspect(request.version(), request.headers());
-        let limit = self.shared.guard.limits().max_body_bytes;
         if self.closing {
-            self.skip(request, head, limit, response);
+            self.skip(request, head, response);
             return Ok(());
         }
         if let Some(admission) = &self.admission {
             admission.request_started();
         }
-        let head = match head {
-            Ok(head) => head,
-            Err(refused) => {
-                self.refuse(refused.status(), refused.message());
-                return Ok(());
-            }
-        };
-        if head.content_length > limit as u64 {
-            let message = format!("request body too large: the limit is {limit} bytes");
-            self.refuse((413, "Content Too Large"), &message);
+        let Some(head) = self.check_framing(head) else {
             return Ok(());
-        }
+        };
         let routed = router::route(request.method(), request.path());
-        if head.content_length == 0 {
-            self.body.clear();
-        } else {
-            if head.expects_continue {
-                self.socket.send(CONTINUE);
-            }
-            if !self.read_body(request, head.content_length as usize) {
-                self.socket.close();
-                self.closing = true;
-                return Ok(());
-            }
+        if !self.receive_body(request, &head) {
+            return Ok(());
         }
         handlers::answer(&self.shared.service, &routed.route, &self.body, response);
         if routed.head {

@@ -285,7 +285,11 @@ pub(crate) mod tests {
     #[test]
     fn escaped_text_is_decoded_and_served_back_escaped() {
         let service = service(4);
-        let created = call(&service, Route::CreateTask, r#"{"title":"a\"b\u00e9","description":"1\\2\n"}"#);
+        let created = call(
+            &service,
+            Route::CreateTask,
+            r#"{"title":"a\"b\u00e9","description":"1\\2\n"}"#,
+        );
         assert_eq!(created.code, 201);
         assert_eq!(created.json()["title"], serde_json::json!("a\"bé"));
         assert_eq!(created.json()["description"], serde_json::json!("1\\2"));
