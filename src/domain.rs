@@ -13,14 +13,12 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::BufMut;
-use serde::Serialize;
 
 /// Identifier of a task: positive, assigned in creation order starting at 1.
 pub type TaskId = i64;
 
 /// Where a task is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TaskStatus {
     /// Stored and waiting in the queue for a worker.
     Pending,
