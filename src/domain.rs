@@ -118,15 +118,14 @@ impl Task {
     /// A `pending` task. `title` and `description` are kept as given (the
     /// service trims them); `work` is capped at `u32::MAX` milliseconds.
     pub fn new(title: &str, description: &str, work: Duration) -> Self {
-        // Exact capacity when nothing needs escaping: a longer text keeps
-        // this one buffer and never reallocates (less heap churn per task).
-        let mut json_text = Vec::with_capacity(title.len() + description.len() + 4);
-        write_json_string(&mut json_text, title);
+        // Exact capacity when nothing needs escaping: inline up to 24 bytes,
+        // otherwise one heap buffer that is never grown (less heap churn).
+        let mut json_text = CompactString::with_capacity(title.len() + description.len() + 4);
+        push_json_string(&mut json_text, title);
         let title_end = json_text.len() as u32;
-        write_json_string(&mut json_text, description);
-        let json_text = String::from_utf8(json_text).expect("serde_json writes UTF-8");
+        push_json_string(&mut json_text, description);
         Self {
-            json_text: CompactString::from(json_text),
+            json_text,
             title_end,
             work_ms: u32::try_from(work.as_millis()).unwrap_or(u32::MAX),
             state: State::Pending,
@@ -228,9 +227,16 @@ impl Task {
     }
 }
 
-/// Appends `text` as a JSON string literal, escaped as serde_json escapes it.
-fn write_json_string(out: &mut Vec<u8>, text: &str) {
-    serde_json::to_writer(out, text).expect("writing to memory cannot fail");
+/// Appends `text` as a JSON string literal, escaped exactly as serde_json
+/// escapes it (quote, backslash and control characters below U+0020).
+fn push_json_string(out: &mut CompactString, text: &str) {
+    if text.bytes().all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(text).expect("a string always serialises"));
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +340,8 @@ mod tests {
         for title in texts {
             for description in texts {
                 let task = Task::new(title, description, Duration::ZERO);
+                assert_eq!(task.title_json(), serde_json::to_string(title).unwrap());
+                assert_eq!(task.description_json(), serde_json::to_string(description).unwrap());
                 let full = json_of(&task, i64::MAX);
                 assert_eq!(full["title"], json!(title));
                 assert_eq!(full["description"], json!(description));

@@ -31,7 +31,7 @@
 #   f  memory: RSS growth per stored task over $MEMORY_TASKS POST /tasks under
 #      the default config (queue 10: nearly all are stored as failed)
 #      (create_n.lua sends exactly that many POSTs)                 (rust, go)
-#   g  the floor example under the settings of a and b              (floor)
+#   g  the floor example under the settings of a, b and c          (floor)
 #
 # Metrics per run: requests/s; p50 and p99 latency (wrk's histogram, via the
 # done() hook in report.lua, which also repairs wrk's coordinated-omission
@@ -231,7 +231,7 @@ scenario_load() {
 
 scenario_servers() {
     case $1 in
-    a | b) [[ " $SCENARIOS " == *" g "* ]] && echo "rust go floor" || echo "rust go" ;;
+    a | b | c) [[ " $SCENARIOS " == *" g "* ]] && echo "rust go floor" || echo "rust go" ;;
     *) echo "rust go" ;;
     esac
 }
@@ -485,8 +485,8 @@ main() {
             done
         done
     done
-    if [[ " $SCENARIOS " == *" g "* && " $SCENARIOS " != *" a "* && " $SCENARIOS " != *" b "* ]]; then
-        log "scenario g runs the floor under a and b: add a or b to SCENARIOS"
+    if [[ " $SCENARIOS " == *" g "* && " $SCENARIOS " != *" a "* && " $SCENARIOS " != *" b "* && " $SCENARIOS " != *" c "* ]]; then
+        log "scenario g runs the floor under a, b and c: add one of them to SCENARIOS"
     fi
     if [[ " $SCENARIOS " == *" f "* ]]; then
         memory_case rust
