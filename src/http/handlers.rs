@@ -7,7 +7,7 @@
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 
-use crate::domain::TaskId;
+use crate::domain::{Task, TaskId};
 use crate::http::router::Route;
 use crate::service::{Created, NEW_TASK_SHAPE, NewTask, ServiceError, TaskService};
 
@@ -57,22 +57,17 @@ fn list_tasks(service: &TaskService, reply: &mut impl Reply) {
     reply.header(JSON);
     let out = reply.body();
     out.put_u8(b'[');
+    let mut separator: &[u8] = b"";
     service.for_each_task(|id, task| {
-        if out.len() > 1 {
-            out.put_u8(b',');
-        }
+        out.put_slice(separator);
+        separator = b",";
         task.write_summary_json(id, out);
     });
     out.put_slice(b"]\n");
 }
 
 fn get_task(service: &TaskService, id: TaskId, reply: &mut impl Reply) {
-    let found = service.find(id, |task| {
-        reply.header(JSON);
-        let out = reply.body();
-        task.write_json(id, out);
-        out.put_u8(b'\n');
-    });
+    let found = service.find(id, |task| write_task(reply, id, task));
     if let Err(refused) = found {
         service_error(reply, refused);
     }
@@ -97,6 +92,11 @@ fn create_task(service: &TaskService, body: &[u8], reply: &mut impl Reply) {
         Err(refused) => return service_error(reply, refused),
     };
     reply.status(status.0, status.1);
+    write_task(reply, id, &task);
+}
+
+/// Writes `task` as the JSON body.
+fn write_task(reply: &mut impl Reply, id: TaskId, task: &Task) {
     reply.header(JSON);
     let out = reply.body();
     task.write_json(id, out);
@@ -124,7 +124,9 @@ fn service_error(reply: &mut impl Reply, refused: ServiceError) {
 
 /// Writes a `{"error": message}` answer.
 pub fn error(reply: &mut impl Reply, code: u16, reason: &'static str, message: &str) {
-    json(reply, code, reason, &ErrorBody { error: message });
+    reply.status(code, reason);
+    reply.header(JSON);
+    write_json(reply.body(), &ErrorBody { error: message });
 }
 
 /// A complete error answer that announces the connection's close, for
@@ -144,14 +146,6 @@ pub fn closing_answer((code, reason): (u16, &str), message: &str) -> Vec<u8> {
 #[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
-}
-
-fn json(reply: &mut impl Reply, code: u16, reason: &'static str, value: &impl Serialize) {
-    if code != 200 {
-        reply.status(code, reason);
-    }
-    reply.header(JSON);
-    write_json(reply.body(), value);
 }
 
 /// Serialises `value` followed by a newline, as Go's `json.Encoder` does.
