@@ -21,12 +21,11 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
 use httparse::Header;
 use worker_pool::config::WorkRange;
 use worker_pool::domain::Task;
-use worker_pool::http::handlers::{Reply, answer};
+use worker_pool::http::handlers::{BufferedReply, answer};
 use worker_pool::http::message::inspect;
 use worker_pool::http::router::route;
 use worker_pool::pool::TaskQueue;
@@ -41,45 +40,7 @@ const WORK: WorkRange = WorkRange {
     max_ms: 5000,
 };
 
-/// An answer captured in memory.
-struct Captured {
-    code: u16,
-    headers: Vec<&'static str>,
-    body: BytesMut,
-}
-
-impl Captured {
-    fn new() -> Self {
-        Self {
-            code: 200,
-            headers: Vec::with_capacity(4),
-            body: BytesMut::with_capacity(8192),
-        }
-    }
-
-    fn clear(&mut self) {
-        self.code = 200;
-        self.headers.clear();
-        self.body.clear();
-    }
-}
-
-impl Reply for Captured {
-    fn status(&mut self, code: u16, _reason: &'static str) {
-        self.code = code;
-    }
-
-    fn header(&mut self, line: &'static str) {
-        self.headers.push(line);
-    }
-
-    fn body(&mut self) -> &mut BytesMut {
-        &mut self.body
-    }
-}
-
-/// Routes and answers one request into `reply`, cleared first.
-fn serve(service: &TaskService, method: &str, target: &str, body: &[u8], reply: &mut Captured) {
+fn serve(service: &TaskService, method: &str, target: &str, body: &[u8], reply: &mut BufferedReply) {
     reply.clear();
     let routed = route(black_box(method), black_box(target));
     answer(service, &routed.route, black_box(body), reply);
@@ -98,7 +59,7 @@ fn service_with(tasks: usize) -> TaskService {
 /// A service whose one-id queue is already full, as under overload.
 fn overflowing_service() -> TaskService {
     let service = TaskService::new(Arc::new(TaskStore::new()), Arc::new(TaskQueue::new(1)), WORK);
-    let mut reply = Captured::new();
+    let mut reply = BufferedReply::default();
     serve(&service, "POST", "/tasks", br#"{"title":"first"}"#, &mut reply);
     assert_eq!(reply.code, 201, "the first task fills the queue");
     service
@@ -106,7 +67,7 @@ fn overflowing_service() -> TaskService {
 
 /// Checks the answer once, then measures it.
 fn bench_request(c: &mut Criterion, name: &str, service: &TaskService, target: &str, code: u16) {
-    let mut reply = Captured::new();
+    let mut reply = BufferedReply::default();
     serve(service, "GET", target, b"", &mut reply);
     assert_eq!(reply.code, code, "GET {target}");
     c.bench_function(name, |b| b.iter(|| serve(service, "GET", target, b"", &mut reply)));
@@ -125,7 +86,7 @@ fn list(c: &mut Criterion) {
 
 fn post_overflow(c: &mut Criterion) {
     const BODY: &[u8] = br#"{"title":"bench","description":"d"}"#;
-    let mut reply = Captured::new();
+    let mut reply = BufferedReply::default();
     serve(&overflowing_service(), "POST", "/tasks", BODY, &mut reply);
     assert_eq!(reply.code, 503, "a full queue refuses the task");
     c.bench_function("http/post_task_503", |b| {

@@ -139,24 +139,14 @@ impl Config {
             threads: read.in_range("THREADS", defaults.threads, 1, 1024)?,
             workers: read.in_range("WORKERS", defaults.workers, 1, 10_000)?,
             pool_size: read.in_range("POOL_SIZE", defaults.pool_size, 1, 10_000_000)?,
-            shutdown_timeout: Duration::from_secs(read.in_range(
-                "SHUTDOWN_TIMEOUT",
-                defaults.shutdown_timeout.as_secs(),
-                0,
-                86_400,
-            )?),
+            shutdown_timeout: read.seconds("SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, 0)?,
             work: WorkRange {
                 min_ms: read.in_range("WORK_MIN_MS", defaults.work.min_ms, 0, 86_400_000)?,
                 max_ms: read.in_range("WORK_MAX_MS", defaults.work.max_ms, 0, 86_400_000)?,
             },
             max_body_bytes: read.in_range("MAX_BODY_BYTES", defaults.max_body_bytes, 1, 16 * 1024 * 1024)?,
             max_connections: read.in_range("MAX_CONNECTIONS", defaults.max_connections, 1, 1_000_000)?,
-            idle_timeout: Duration::from_secs(read.in_range(
-                "IDLE_TIMEOUT",
-                defaults.idle_timeout.as_secs(),
-                1,
-                86_400,
-            )?),
+            idle_timeout: read.seconds("IDLE_TIMEOUT", defaults.idle_timeout, 1)?,
         };
         if config.work.min_ms > config.work.max_ms {
             return Err(ConfigError {
@@ -183,6 +173,12 @@ impl Reader<'_> {
                 expected: expected.into(),
             }),
         }
+    }
+
+    /// Whole seconds from `min` up to a day.
+    fn seconds(&self, name: &str, default: Duration, min: u64) -> Result<Duration, ConfigError> {
+        self.in_range(name, default.as_secs(), min, 86_400)
+            .map(Duration::from_secs)
     }
 
     fn in_range<T>(&self, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>

@@ -35,6 +35,51 @@ impl Reply for may_minihttp::Response<'_> {
     }
 }
 
+/// An answer kept in memory: for answering without a socket, as the tests
+/// and the micro-benchmarks do.
+#[derive(Debug)]
+pub struct BufferedReply {
+    /// The status code (200 until a handler sets another).
+    pub code: u16,
+    /// The header lines added, in order.
+    pub headers: Vec<&'static str>,
+    /// The body.
+    pub body: BytesMut,
+}
+
+impl Default for BufferedReply {
+    fn default() -> Self {
+        Self {
+            code: 200,
+            headers: Vec::new(),
+            body: BytesMut::new(),
+        }
+    }
+}
+
+impl BufferedReply {
+    /// Empties it for the next answer, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.code = 200;
+        self.headers.clear();
+        self.body.clear();
+    }
+}
+
+impl Reply for BufferedReply {
+    fn status(&mut self, code: u16, _reason: &'static str) {
+        self.code = code;
+    }
+
+    fn header(&mut self, line: &'static str) {
+        self.headers.push(line);
+    }
+
+    fn body(&mut self) -> &mut BytesMut {
+        &mut self.body
+    }
+}
+
 const JSON: &str = "Content-Type: application/json";
 
 /// Answers `route`; `body` is the request body (empty when there is none).
@@ -163,31 +208,9 @@ pub(crate) mod tests {
     use crate::pool::TaskQueue;
     use crate::store::TaskStore;
 
-    /// An answer captured in memory.
-    #[derive(Debug, Default)]
-    pub struct Captured {
-        pub code: u16,
-        pub headers: Vec<&'static str>,
-        pub body: BytesMut,
-    }
-
-    impl Reply for Captured {
-        fn status(&mut self, code: u16, _reason: &'static str) {
-            self.code = code;
-        }
-        fn header(&mut self, line: &'static str) {
-            self.headers.push(line);
-        }
-        fn body(&mut self) -> &mut BytesMut {
-            &mut self.body
-        }
-    }
-
-    impl Captured {
-        fn json(&self) -> serde_json::Value {
-            assert_eq!(self.body.last(), Some(&b'\n'));
-            serde_json::from_slice(&self.body).unwrap()
-        }
+    fn json_of(reply: &BufferedReply) -> serde_json::Value {
+        assert_eq!(reply.body.last(), Some(&b'\n'));
+        serde_json::from_slice(&reply.body).unwrap()
     }
 
     fn service(pool_size: usize) -> TaskService {
@@ -195,11 +218,8 @@ pub(crate) mod tests {
         TaskService::new(Arc::new(TaskStore::new()), Arc::new(TaskQueue::new(pool_size)), work)
     }
 
-    fn call(service: &TaskService, route: Route, body: &str) -> Captured {
-        let mut reply = Captured {
-            code: 200,
-            ..Captured::default()
-        };
+    fn call(service: &TaskService, route: Route, body: &str) -> BufferedReply {
+        let mut reply = BufferedReply::default();
         answer(service, &route, body.as_bytes(), &mut reply);
         assert!(reply.headers.contains(&JSON));
         reply
@@ -211,14 +231,14 @@ pub(crate) mod tests {
         let created = call(&service, Route::CreateTask, r#"{"title":" a ","description":"b"}"#);
         assert_eq!(created.code, 201);
         assert_eq!(
-            created.json(),
+            json_of(&created),
             serde_json::json!({"id":1,"title":"a","description":"b","status":"pending"})
         );
         let got = call(&service, Route::GetTask(Ok(1)), "");
-        assert_eq!((got.code, got.json()), (200, created.json()));
+        assert_eq!((got.code, json_of(&got)), (200, json_of(&created)));
         let listed = call(&service, Route::ListTasks, "");
         assert_eq!(
-            listed.json(),
+            json_of(&listed),
             serde_json::json!([{"id":1,"title":"a","status":"pending"}])
         );
     }
@@ -230,7 +250,7 @@ pub(crate) mod tests {
         let refused = call(&service, Route::CreateTask, r#"{"title":"b"}"#);
         assert_eq!(refused.code, 503);
         assert_eq!(
-            refused.json(),
+            json_of(&refused),
             serde_json::json!({"id":2,"title":"b","description":"","status":"failed","error":"task pool is full"})
         );
     }
@@ -264,13 +284,13 @@ pub(crate) mod tests {
         ] {
             let reply = call(&service, Route::CreateTask, body);
             assert_eq!(reply.code, 400, "{body}");
-            let message = reply.json()["error"].as_str().unwrap().to_owned();
+            let message = json_of(&reply)["error"].as_str().unwrap().to_owned();
             assert!(message.starts_with(expected), "{body}: {message}");
         }
         for body in [r#"{}"#, r#"{"title":"  "}"#, r#"{"title":null}"#] {
             let reply = call(&service, Route::CreateTask, body);
             assert_eq!(
-                (reply.code, reply.json()),
+                (reply.code, json_of(&reply)),
                 (400, serde_json::json!({"error":"invalid input"}))
             );
         }
@@ -285,8 +305,8 @@ pub(crate) mod tests {
             r#"{"title":"a\"b\u00e9","description":"1\\2\n"}"#,
         );
         assert_eq!(created.code, 201);
-        assert_eq!(created.json()["title"], serde_json::json!("a\"bé"));
-        assert_eq!(created.json()["description"], serde_json::json!("1\\2"));
+        assert_eq!(json_of(&created)["title"], serde_json::json!("a\"bé"));
+        assert_eq!(json_of(&created)["description"], serde_json::json!("1\\2"));
     }
 
     #[test]
@@ -308,7 +328,7 @@ pub(crate) mod tests {
         for (route, code, message) in cases {
             let reply = call(&service, route.clone(), "");
             assert_eq!(
-                (reply.code, reply.json()),
+                (reply.code, json_of(&reply)),
                 (code, serde_json::json!({ "error": message })),
                 "{route:?}"
             );
