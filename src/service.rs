@@ -114,6 +114,11 @@ impl TaskService {
         Ok(Created::Rejected(id, failed))
     }
 
+    /// Whether new tasks are being accepted: false once shutdown has closed the pool.
+    pub fn is_accepting(&self) -> bool {
+        !self.queue.is_closed()
+    }
+
     /// Runs `read` on the task with this id.
     pub fn find<R>(&self, id: TaskId, read: impl FnOnce(&Task) -> R) -> Result<R, ServiceError> {
         self.store.with_task(id, read).ok_or(ServiceError::TaskNotFound)

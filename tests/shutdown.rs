@@ -119,3 +119,21 @@ fn the_shutdown_timeout_exits_1_naming_unfinished_tasks() {
     assert_eq!(status.code(), Some(1), "{status}\n{}", server.log_dump());
     server.wait_for_log_line(&["timed out", "queued [2, 3], running [1]"], LOG_TIMEOUT);
 }
+
+#[test]
+fn readiness_fails_once_shutdown_begins_while_health_stays_ok() {
+    let mut server = Server::start(&LINGERING);
+    let mut conn = server.connect();
+    let ready = conn.get("/readyz");
+    assert_eq!((ready.status, ready.json()), (200, json!({"status": "ready"})));
+    assert_eq!(conn.get("/healthz").json(), json!({"status": "ok"}));
+    server.create_task("long");
+    server.wait_for_log("task 1 started", LOG_TIMEOUT);
+    server.sigterm();
+    server.wait_for_log("task pool closed", LOG_TIMEOUT);
+    let draining = conn.get("/readyz");
+    assert_eq!((draining.status, draining.json()), (503, json!({"error": "shutting down"})));
+    let health = conn.get("/healthz");
+    assert_eq!((health.status, health.json()), (200, json!({"status": "ok"})));
+    server.assert_running();
+}

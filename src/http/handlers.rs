@@ -89,6 +89,9 @@ pub fn answer(service: &TaskService, route: &Route, body: &[u8], reply: &mut imp
         Route::CreateTask => create_task(service, body, reply),
         Route::GetTask(Ok(id)) => get_task(service, *id, reply),
         Route::GetTask(Err(refused)) => service_error(reply, *refused),
+        Route::Health => status(reply, "ok"),
+        Route::Ready if service.is_accepting() => status(reply, "ready"),
+        Route::Ready => error(reply, 503, "Service Unavailable", "shutting down"),
         Route::NotFound => error(reply, 404, "Not Found", "not found"),
         Route::MethodNotAllowed(allow) => {
             reply.header(allow);
@@ -165,6 +168,17 @@ fn service_error(reply: &mut impl Reply, refused: ServiceError) {
         ServiceError::TaskNotFound => (404, "Not Found"),
     };
     error(reply, code, reason, refused.message());
+}
+
+/// Writes a 200 `{"status": word}` answer.
+fn status(reply: &mut impl Reply, word: &str) {
+    reply.header(JSON);
+    write_json(reply.body(), &StatusBody { status: word });
+}
+
+#[derive(Serialize)]
+struct StatusBody<'a> {
+    status: &'a str,
 }
 
 /// Writes a `{"error": message}` answer.
@@ -307,6 +321,32 @@ pub(crate) mod tests {
         assert_eq!(created.code, 201);
         assert_eq!(json_of(&created)["title"], serde_json::json!("a\"bé"));
         assert_eq!(json_of(&created)["description"], serde_json::json!("1\\2"));
+    }
+
+    #[test]
+    fn health_is_ok_and_readiness_ends_with_the_pool() {
+        let queue = Arc::new(TaskQueue::new(1));
+        let work = WorkRange { min_ms: 1, max_ms: 1 };
+        let service = TaskService::new(Arc::new(TaskStore::new()), queue.clone(), work);
+        let health = call(&service, Route::Health, "");
+        assert_eq!(
+            (health.code, json_of(&health)),
+            (200, serde_json::json!({"status": "ok"}))
+        );
+        let ready = call(&service, Route::Ready, "");
+        assert_eq!(
+            (ready.code, json_of(&ready)),
+            (200, serde_json::json!({"status": "ready"}))
+        );
+        crate::pool::WorkerPool::start(1, queue, Arc::new(|_, _| {}))
+            .unwrap()
+            .close();
+        let closing = call(&service, Route::Ready, "");
+        assert_eq!(
+            (closing.code, json_of(&closing)),
+            (503, serde_json::json!({"error": "shutting down"}))
+        );
+        assert_eq!(call(&service, Route::Health, "").code, 200);
     }
 
     #[test]

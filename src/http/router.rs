@@ -18,6 +18,10 @@ pub enum Route {
     GetTask(Result<TaskId, ServiceError>),
     /// No route has this path.
     NotFound,
+    /// `GET /healthz`: the process is up.
+    Health,
+    /// `GET /readyz`: the server is accepting work.
+    Ready,
     /// The path is known but not with this method; the `Allow` header line.
     MethodNotAllowed(&'static str),
     /// The request target is not a path this server can read.
@@ -46,7 +50,18 @@ pub fn route(method: &str, target: &str) -> Routed {
             head,
         };
     };
-    let route = match path.strip_prefix("/tasks") {
+    let route = match path {
+        "/healthz" if readable => Route::Health,
+        "/readyz" if readable => Route::Ready,
+        "/healthz" | "/readyz" => Route::MethodNotAllowed(ALLOW_ITEM),
+        _ => task_routes(method, path, readable),
+    };
+    Routed { route, head }
+}
+
+/// The routes under `/tasks`.
+fn task_routes(method: &str, path: &str, readable: bool) -> Route {
+    match path.strip_prefix("/tasks") {
         Some("") => match method {
             _ if readable => Route::ListTasks,
             "POST" => Route::CreateTask,
@@ -59,8 +74,7 @@ pub fn route(method: &str, target: &str) -> Routed {
             _ => Route::NotFound,
         },
         None => Route::NotFound,
-    };
-    Routed { route, head }
+    }
 }
 
 /// The route for `/tasks/{segment}`.
@@ -134,6 +148,10 @@ mod tests {
 
     #[test]
     fn known_routes() {
+        assert_eq!(routed("GET", "/healthz"), Route::Health);
+        assert_eq!(routed("HEAD", "/readyz?x"), Route::Ready);
+        assert_eq!(routed("POST", "/readyz"), Route::MethodNotAllowed("Allow: GET, HEAD"));
+        assert_eq!(routed("GET", "/healthz/"), Route::NotFound);
         assert_eq!(routed("GET", "/tasks"), Route::ListTasks);
         assert_eq!(routed("POST", "/tasks"), Route::CreateTask);
         assert_eq!(routed("GET", "/tasks/12"), Route::GetTask(Ok(12)));
