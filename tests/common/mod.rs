@@ -151,20 +151,23 @@ impl Server {
         }
     }
 
-    /// Waits until the port accepts a connection; `Err` if the process exits first.
+    /// Waits until this server says it listens on its port (a connect alone
+    /// could reach another test's server that took the same free port
+    /// first); `Err` if the process exits before.
     fn wait_ready(&mut self) -> Result<(), ExitStatus> {
+        let listening = format!("listening on 127.0.0.1:{}:", self.port);
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 self.log.wait_ended(LOG_TIMEOUT);
                 return Err(status);
             }
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if self.log_text().contains(&listening) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "server not accepting on port {} after {START_TIMEOUT:?}\n{}",
+                    "server not listening on port {} after {START_TIMEOUT:?}\n{}",
                     self.port,
                     self.log_dump()
                 );
