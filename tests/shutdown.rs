@@ -132,7 +132,10 @@ fn readiness_fails_once_shutdown_begins_while_health_stays_ok() {
     server.sigterm();
     server.wait_for_log("task pool closed", LOG_TIMEOUT);
     let draining = conn.get("/readyz");
-    assert_eq!((draining.status, draining.json()), (503, json!({"error": "shutting down"})));
+    assert_eq!(
+        (draining.status, draining.json()),
+        (503, json!({"error": "shutting down"}))
+    );
     let health = conn.get("/healthz");
     assert_eq!((health.status, health.json()), (200, json!({"status": "ok"})));
     server.assert_running();
