@@ -32,7 +32,7 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    /// Every status, in lifecycle order (for listings and metrics).
+    /// Every status, in lifecycle order.
     pub const ALL: [TaskStatus; 4] = [Self::Pending, Self::Running, Self::Done, Self::Failed];
 
     /// The lowercase name used on the wire.

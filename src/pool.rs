@@ -107,11 +107,6 @@ impl TaskQueue {
         self.ids.is_empty()
     }
 
-    /// The most ids the queue holds at once.
-    pub fn capacity(&self) -> usize {
-        self.ids.capacity()
-    }
-
     /// Whether [`WorkerPool::close`] has been called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)

@@ -70,13 +70,6 @@ pub struct Unfinished {
     pub running: Vec<TaskId>,
 }
 
-impl Unfinished {
-    /// Whether every accepted task finished.
-    pub fn is_empty(&self) -> bool {
-        self.queued.is_empty() && self.running.is_empty()
-    }
-}
-
 /// The task use-cases over one store and one queue.
 pub struct TaskService {
     store: Arc<TaskStore>,
