@@ -195,10 +195,7 @@ impl Task {
     /// Writes `{"id","title","description","status"}`, plus `"error"` when
     /// the task failed.
     pub fn write_json(&self, id: TaskId, out: &mut impl BufMut) {
-        out.put_slice(b"{\"id\":");
-        out.put_slice(itoa::Buffer::new().format(id).as_bytes());
-        out.put_slice(b",\"title\":");
-        out.put_slice(self.title_json().as_bytes());
+        self.write_id_and_title(id, out);
         out.put_slice(b",\"description\":");
         out.put_slice(self.description_json().as_bytes());
         self.write_status(out);
@@ -212,12 +209,17 @@ impl Task {
 
     /// Writes the list form, `{"id","title","status"}`.
     pub fn write_summary_json(&self, id: TaskId, out: &mut impl BufMut) {
+        self.write_id_and_title(id, out);
+        self.write_status(out);
+        out.put_u8(b'}');
+    }
+
+    /// The opening both forms share: `{"id":...,"title":...`.
+    fn write_id_and_title(&self, id: TaskId, out: &mut impl BufMut) {
         out.put_slice(b"{\"id\":");
         out.put_slice(itoa::Buffer::new().format(id).as_bytes());
         out.put_slice(b",\"title\":");
         out.put_slice(self.title_json().as_bytes());
-        self.write_status(out);
-        out.put_u8(b'}');
     }
 
     fn write_status(&self, out: &mut impl BufMut) {
