@@ -36,6 +36,9 @@ pub struct Config {
     /// How long a connection may go without starting a request before it
     /// is closed (`IDLE_TIMEOUT` seconds, default 60).
     pub idle_timeout: Duration,
+    /// Most tasks kept in memory; past it the oldest finished tasks are
+    /// evicted (`MAX_TASKS`, default 1,000,000; 0 for no bound).
+    pub max_tasks: usize,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             max_body_bytes: 64 * 1024,
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(60),
+            max_tasks: 1_000_000,
         }
     }
 }
@@ -147,6 +151,7 @@ impl Config {
             max_body_bytes: read.in_range("MAX_BODY_BYTES", defaults.max_body_bytes, 1, 16 * 1024 * 1024)?,
             max_connections: read.in_range("MAX_CONNECTIONS", defaults.max_connections, 1, 1_000_000)?,
             idle_timeout: read.seconds("IDLE_TIMEOUT", defaults.idle_timeout, 1)?,
+            max_tasks: read.in_range("MAX_TASKS", defaults.max_tasks, 0, 1_000_000_000)?,
         };
         if config.work.min_ms > config.work.max_ms {
             return Err(ConfigError {
@@ -221,6 +226,7 @@ mod tests {
         assert_eq!(config.max_body_bytes, 65536);
         assert_eq!(config.max_connections, 10_000);
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_tasks, 1_000_000);
     }
 
     #[test]
@@ -237,6 +243,7 @@ mod tests {
             ("MAX_BODY_BYTES", "100"),
             ("MAX_CONNECTIONS", "7"),
             ("IDLE_TIMEOUT", "3"),
+            ("MAX_TASKS", "0"),
         ])
         .unwrap();
         assert_eq!(config.http_host, IpAddr::from([127, 0, 0, 1]));
@@ -248,6 +255,7 @@ mod tests {
         assert_eq!(config.max_body_bytes, 100);
         assert_eq!(config.max_connections, 7);
         assert_eq!(config.idle_timeout, Duration::from_secs(3));
+        assert_eq!(config.max_tasks, 0);
     }
 
     #[test]
@@ -266,6 +274,7 @@ mod tests {
             ("MAX_BODY_BYTES", "0"),
             ("MAX_CONNECTIONS", "0"),
             ("IDLE_TIMEOUT", "0"),
+            ("MAX_TASKS", "-1"),
         ];
         for (name, value) in cases {
             let err = config_from(&[(name, value)]).unwrap_err();

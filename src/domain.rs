@@ -45,6 +45,22 @@ impl TaskStatus {
         }
     }
 
+    /// Whether the task has reached the end of its life (`done` or `failed`)
+    /// and will not change again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Done | Self::Failed)
+    }
+
+    /// The status's position in [`ALL`](Self::ALL), for tables indexed by status.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The status with this wire name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
     /// Whether the lifecycle allows moving from `self` to `next`.
     pub fn can_become(self, next: TaskStatus) -> bool {
         matches!(
@@ -268,6 +284,17 @@ mod tests {
                 assert_eq!(from.can_become(to), allowed.contains(&(from, to)), "{from} -> {to}");
             }
         }
+    }
+
+    #[test]
+    fn statuses_are_named_and_indexed_as_listed() {
+        for (index, status) in TaskStatus::ALL.into_iter().enumerate() {
+            assert_eq!(status.index(), index);
+            assert_eq!(TaskStatus::from_name(status.as_str()), Some(status));
+        }
+        assert_eq!(TaskStatus::from_name("Done"), None);
+        let finished: Vec<_> = TaskStatus::ALL.into_iter().filter(|s| s.is_finished()).collect();
+        assert_eq!(finished, [TaskStatus::Done, TaskStatus::Failed]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | [`store`] | the concurrent in-memory map of tasks and the id counter |
 //! | [`pool`] | the bounded queue of task ids and the coroutine workers draining it |
 //! | [`service`] | the use-cases: create, find, list, run; validation and outcomes |
+//! | [`metrics`] | lock-free counters and the Prometheus text format they are served in |
 //! | [`http`] | routing, handlers and HTTP/1.1 connection handling on may_minihttp |
 //! | [`shutdown`] | signal handling and the graceful drain |
 //!
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod pool;
 pub mod service;
 pub mod shutdown;

@@ -46,7 +46,8 @@ fn main() -> ExitCode {
 fn serve(config: &Config) -> std::io::Result<Outcome> {
     let signals = ShutdownSignals::register()?;
     let queue = Arc::new(TaskQueue::new(config.pool_size));
-    let service = Arc::new(TaskService::new(Arc::new(TaskStore::new()), queue.clone(), config.work));
+    let store = Arc::new(TaskStore::with_max_tasks(config.max_tasks));
+    let service = Arc::new(TaskService::new(store, queue.clone(), config.work));
     let runner = service.clone();
     let pool = WorkerPool::start(
         config.workers,
@@ -59,7 +60,7 @@ fn serve(config: &Config) -> std::io::Result<Outcome> {
         idle_timeout: config.idle_timeout,
         max_body_bytes: config.max_body_bytes,
     };
-    let server = HttpServer::start(addr, service.clone(), limits)?;
+    let server = HttpServer::start(addr, service.clone(), pool.gauge(), limits)?;
     info!(
         "listening on {addr}: {} workers, queue of {}, {} scheduler thread(s), shutdown timeout {:?}",
         config.workers, config.pool_size, config.threads, config.shutdown_timeout

@@ -102,6 +102,11 @@ impl TaskQueue {
         self.ids.len()
     }
 
+    /// The most ids it holds.
+    pub fn capacity(&self) -> usize {
+        self.ids.capacity()
+    }
+
     /// Whether no id is waiting.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
@@ -120,9 +125,27 @@ pub type Job = Arc<dyn Fn(usize, TaskId) + Send + Sync>;
 /// A fixed set of worker coroutines draining one [`TaskQueue`].
 pub struct WorkerPool {
     queue: Arc<TaskQueue>,
-    /// The id each worker is running, 0 when idle.
-    busy: Arc<[AtomicI64]>,
+    busy: WorkerGauge,
     live: Arc<(Mutex<usize>, Condvar)>,
+}
+
+/// A read-only view of what the workers are doing, for the metrics.
+#[derive(Clone, Debug)]
+pub struct WorkerGauge {
+    /// The id each worker is running, 0 when idle.
+    running: Arc<[AtomicI64]>,
+}
+
+impl WorkerGauge {
+    /// How many workers the pool was started with.
+    pub fn size(&self) -> usize {
+        self.running.len()
+    }
+
+    /// How many workers are running a task right now.
+    pub fn busy(&self) -> usize {
+        self.running.iter().filter(|id| id.load(Ordering::Relaxed) != 0).count()
+    }
 }
 
 impl WorkerPool {
@@ -130,7 +153,9 @@ impl WorkerPool {
     pub fn start(workers: usize, queue: Arc<TaskQueue>, job: Job) -> std::io::Result<Self> {
         let pool = Self {
             queue,
-            busy: (0..workers).map(|_| AtomicI64::new(0)).collect(),
+            busy: WorkerGauge {
+                running: (0..workers).map(|_| AtomicI64::new(0)).collect(),
+            },
             live: Arc::new((Mutex::new(workers), Condvar::new())),
         };
         for index in 0..workers {
@@ -141,7 +166,7 @@ impl WorkerPool {
 
     fn spawn_worker(&self, index: usize, job: Job) -> std::io::Result<()> {
         let queue = self.queue.clone();
-        let busy = self.busy.clone();
+        let busy = self.busy.running.clone();
         let exit = ExitSignal(self.live.clone());
         let builder = may::coroutine::Builder::new().name(format!("worker-{}", index + 1));
         // SAFETY: may marks spawning unsafe because a coroutine that holds a
@@ -170,12 +195,17 @@ impl WorkerPool {
 
     /// How many workers the pool was started with.
     pub fn size(&self) -> usize {
-        self.busy.len()
+        self.busy.size()
     }
 
     /// How many workers are running a task right now.
     pub fn busy(&self) -> usize {
-        self.busy.iter().filter(|id| id.load(Ordering::Relaxed) != 0).count()
+        self.busy.busy()
+    }
+
+    /// A view of the workers' activity that outlives borrowing the pool.
+    pub fn gauge(&self) -> WorkerGauge {
+        self.busy.clone()
     }
 
     /// Stops accepting ids; workers finish everything already queued, then

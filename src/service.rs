@@ -11,8 +11,9 @@ use serde::Deserialize;
 
 use crate::config::WorkRange;
 use crate::domain::{FailureReason, Task, TaskId, TaskStatus};
+use crate::metrics::{Counter, Exposition, Histogram, Kind};
 use crate::pool::{SubmitError, TaskQueue};
-use crate::store::TaskStore;
+use crate::store::{Absent, PageQuery, TaskStore};
 
 /// What a `POST /tasks` body must be, in the words of its error messages.
 pub const NEW_TASK_SHAPE: &str = "a JSON object with a string \"title\" and an optional string \"description\"";
@@ -39,6 +40,14 @@ pub enum ServiceError {
     InvalidTaskId,
     /// No task has that id.
     TaskNotFound,
+    /// The task finished and was evicted to keep memory bounded.
+    TaskExpired,
+    /// The `limit` of a listing is not an integer in range.
+    InvalidLimit,
+    /// The `after` of a listing is not a task id or 0.
+    InvalidAfter,
+    /// The `status` of a listing is not a status name.
+    InvalidStatus,
 }
 
 impl ServiceError {
@@ -48,6 +57,10 @@ impl ServiceError {
             Self::InvalidInput => "invalid input",
             Self::InvalidTaskId => "invalid task id",
             Self::TaskNotFound => "task not found",
+            Self::TaskExpired => "task expired",
+            Self::InvalidLimit => "invalid limit: expected an integer from 1 to 10000",
+            Self::InvalidAfter => "invalid after: expected a task id, or 0 for the first page",
+            Self::InvalidStatus => "invalid status: expected one of pending, running, done, failed",
         }
     }
 }
@@ -75,13 +88,28 @@ pub struct TaskService {
     store: Arc<TaskStore>,
     queue: Arc<TaskQueue>,
     work: WorkRange,
+    counts: TaskCounts,
+}
+
+/// What the service counts as it goes, for the metrics.
+#[derive(Debug, Default)]
+struct TaskCounts {
+    created: Counter,
+    /// Tasks the queue refused, by [`FailureReason`]: full, then closed.
+    rejected: [Counter; 2],
+    run_time: Histogram,
 }
 
 impl TaskService {
     /// A service storing into `store`, queueing onto `queue`, drawing each
     /// task's work duration from `work`.
     pub fn new(store: Arc<TaskStore>, queue: Arc<TaskQueue>, work: WorkRange) -> Self {
-        Self { store, queue, work }
+        Self {
+            store,
+            queue,
+            work,
+            counts: TaskCounts::default(),
+        }
     }
 
     /// Validates `input`, stores the task as `pending` and queues it. A task
@@ -94,11 +122,13 @@ impl TaskService {
         let description = input.description.as_deref().map(str::trim).unwrap_or_default();
         let task = Task::new(title, description, self.work.draw());
         let id = self.store.insert(task.clone());
+        self.counts.created.increment();
         let reason = match self.queue.submit(id) {
             Ok(()) => return Ok(Created::Queued(id, task)),
             Err(SubmitError::Full) => FailureReason::PoolFull,
             Err(SubmitError::Closed) => FailureReason::PoolClosed,
         };
+        self.counts.rejected[reason as usize].increment();
         let mut failed = task;
         failed.fail(reason).expect("a new task is pending");
         self.store
@@ -114,14 +144,16 @@ impl TaskService {
 
     /// Runs `read` on the task with this id.
     pub fn find<R>(&self, id: TaskId, read: impl FnOnce(&Task) -> R) -> Result<R, ServiceError> {
-        self.store.with_task(id, read).ok_or(ServiceError::TaskNotFound)
+        self.store.with_task(id, read).map_err(|absent| match absent {
+            Absent::NotFound => ServiceError::TaskNotFound,
+            Absent::Evicted => ServiceError::TaskExpired,
+        })
     }
 
-    /// Calls `each` for every task, in id order.
-    pub fn for_each_task(&self, mut each: impl FnMut(TaskId, &Task)) {
-        for id in self.store.ids() {
-            self.store.with_task(id, |task| each(id, task));
-        }
+    /// Calls `each` for the tasks of one page of the listing, in id order,
+    /// and returns the id the next page starts after, if tasks may follow.
+    pub fn list(&self, query: &PageQuery, each: impl FnMut(TaskId, &Task)) -> Option<TaskId> {
+        self.store.page(query, each)
     }
 
     /// The worker job: runs the task if it is still pending, sleeping through
@@ -137,11 +169,41 @@ impl TaskService {
         info!("worker {worker}: task {id} started, planned {planned:?}");
         let started = Instant::now();
         may::coroutine::sleep(planned);
-        let actual = Duration::from_millis(started.elapsed().as_millis() as u64);
+        let elapsed = started.elapsed();
+        self.counts.run_time.observe(elapsed);
+        let actual = Duration::from_millis(elapsed.as_millis() as u64);
         match self.store.advance(id, TaskStatus::Done) {
             Ok(_) => info!("worker {worker}: task {id} done in {actual:?}, planned {planned:?}"),
             Err(refused) => warn!("worker {worker}: task {id} could not be marked done: {refused:?}"),
         }
+    }
+
+    /// Writes the task, queue and eviction metrics.
+    pub fn write_metrics(&self, page: &mut Exposition) {
+        let stats = self.store.stats();
+        page.family("worker_pool_tasks_created_total", Kind::Counter, "Tasks created by POST /tasks, queued or refused.")
+            .sample("worker_pool_tasks_created_total", &[], self.counts.created.get());
+        page.family("worker_pool_tasks", Kind::Gauge, "Tasks held in memory, by status.");
+        for status in TaskStatus::ALL {
+            let count = stats.by_status[status.index()];
+            page.sample("worker_pool_tasks", &[("status", status.as_str())], count);
+        }
+        page.family("worker_pool_tasks_evicted_total", Kind::Counter, "Finished tasks evicted to stay within MAX_TASKS.")
+            .sample("worker_pool_tasks_evicted_total", &[], stats.evicted);
+        page.family("worker_pool_tasks_rejected_total", Kind::Counter, "Tasks the queue refused, by reason.");
+        for (reason, label) in [(FailureReason::PoolFull, "full"), (FailureReason::PoolClosed, "closed")] {
+            let count = self.counts.rejected[reason as usize].get();
+            page.sample("worker_pool_tasks_rejected_total", &[("reason", label)], count);
+        }
+        page.family("worker_pool_queue_depth", Kind::Gauge, "Task ids waiting in the queue.")
+            .sample("worker_pool_queue_depth", &[], self.queue.len())
+            .family("worker_pool_queue_capacity", Kind::Gauge, "The most task ids the queue holds (POOL_SIZE).")
+            .sample("worker_pool_queue_capacity", &[], self.queue.capacity())
+            .histogram(
+                "worker_pool_task_run_seconds",
+                "Time workers spent on each completed task.",
+                &self.counts.run_time,
+            );
     }
 
     /// The accepted tasks that have not finished (for the shutdown report),
@@ -156,6 +218,36 @@ impl TaskService {
         }
         unfinished
     }
+}
+
+/// How many tasks a page of the listing holds when the client does not say.
+pub const DEFAULT_PAGE_LIMIT: usize = 1000;
+
+/// The most tasks a page of the listing may hold.
+pub const MAX_PAGE_LIMIT: usize = 10_000;
+
+/// Builds a page query from the listing's parameters as given (`None` when
+/// absent), or names the first one that is not valid.
+pub fn page_query(limit: Option<&str>, after: Option<&str>, status: Option<&str>) -> Result<PageQuery, ServiceError> {
+    let limit = match limit {
+        None => DEFAULT_PAGE_LIMIT,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(limit) if (1..=MAX_PAGE_LIMIT).contains(&limit) => limit,
+            _ => return Err(ServiceError::InvalidLimit),
+        },
+    };
+    let after = match after {
+        None => 0,
+        Some(raw) => match raw.parse::<TaskId>() {
+            Ok(after) if after >= 0 => after,
+            _ => return Err(ServiceError::InvalidAfter),
+        },
+    };
+    let status = match status {
+        None => None,
+        Some(name) => Some(TaskStatus::from_name(name).ok_or(ServiceError::InvalidStatus)?),
+    };
+    Ok(PageQuery { after, limit, status })
 }
 
 /// Parses a task id as the API accepts it: a decimal integer in i64 range,
@@ -251,14 +343,62 @@ mod tests {
     }
 
     #[test]
-    fn every_task_is_visited_in_id_order() {
+    fn a_page_lists_tasks_in_id_order() {
         let service = service(100);
         for i in 0..20 {
             service.create(input(&format!("t{i}"), None)).unwrap();
         }
         let mut seen = Vec::new();
-        service.for_each_task(|id, _| seen.push(id));
-        assert_eq!(seen, (1..=20).collect::<Vec<_>>());
+        let query = page_query(Some("15"), Some("3"), None).unwrap();
+        let next = service.list(&query, |id, _| seen.push(id));
+        assert_eq!((seen, next), ((4..=18).collect::<Vec<_>>(), Some(18)));
+    }
+
+    #[test]
+    fn an_evicted_task_is_expired_not_missing() {
+        let work = WorkRange { min_ms: 1, max_ms: 1 };
+        let store = Arc::new(TaskStore::with_max_tasks(1));
+        let service = TaskService::new(store, Arc::new(TaskQueue::new(1)), work);
+        for title in ["queued", "refused", "refused too"] {
+            service.create(input(title, None)).unwrap();
+        }
+        assert_eq!(status(&service, 1), Ok(TaskStatus::Pending));
+        assert_eq!(status(&service, 2), Err(ServiceError::TaskExpired));
+        assert_eq!(status(&service, 3), Err(ServiceError::TaskExpired));
+        assert_eq!(status(&service, 4), Err(ServiceError::TaskNotFound));
+    }
+
+    #[test]
+    fn page_parameters_are_checked_one_by_one() {
+        assert_eq!(
+            page_query(None, None, None),
+            Ok(PageQuery {
+                after: 0,
+                limit: DEFAULT_PAGE_LIMIT,
+                status: None
+            })
+        );
+        assert_eq!(
+            page_query(Some("10000"), Some("0"), Some("running")),
+            Ok(PageQuery {
+                after: 0,
+                limit: MAX_PAGE_LIMIT,
+                status: Some(TaskStatus::Running)
+            })
+        );
+        for limit in ["0", "10001", "-1", "", "ten", "1.5", "99999999999999999999999"] {
+            assert_eq!(page_query(Some(limit), None, None), Err(ServiceError::InvalidLimit), "{limit:?}");
+        }
+        for after in ["-1", "", "x", "9223372036854775808"] {
+            assert_eq!(page_query(None, Some(after), None), Err(ServiceError::InvalidAfter), "{after:?}");
+        }
+        for status in ["", "Done", "finished"] {
+            assert_eq!(page_query(None, None, Some(status)), Err(ServiceError::InvalidStatus), "{status:?}");
+        }
+        for error in [ServiceError::InvalidLimit, ServiceError::InvalidAfter, ServiceError::InvalidStatus] {
+            let parameter = format!("{error:?}")["Invalid".len()..].to_lowercase();
+            assert!(error.message().starts_with(&format!("invalid {parameter}:")), "{error:?}");
+        }
     }
 
     #[test]

@@ -1,13 +1,24 @@
-//! The in-memory task store: a sharded concurrent map from id to task, and
-//! the id counter.
+//! The in-memory task store: a sharded concurrent map from id to task, the
+//! id counter, a count of tasks in each status, and the eviction that keeps
+//! the store within its `MAX_TASKS` bound.
 //!
 //! Status changes go through [`Task`]'s own checked moves while the task's
 //! shard is write-locked, so concurrent workers and request handlers can
 //! never push a task backwards.
+//!
+//! Eviction removes finished tasks (done or failed) oldest first. A cursor
+//! walks the ids upwards; a task it passes while still pending or running is
+//! remembered and removed once it has finished. So every id below the cursor
+//! is either evicted or remembered, which is what lets a lookup tell an
+//! evicted task from one that never existed, and lets a page in id order
+//! skip the evicted range without visiting it.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
 use rustc_hash::FxBuildHasher;
 
 use crate::domain::{FailureReason, NotAllowed, Task, TaskId, TaskStatus};
@@ -27,6 +38,49 @@ impl From<NotAllowed> for TransitionError {
     }
 }
 
+/// Why a lookup found no task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Absent {
+    /// No task has had this id (yet).
+    NotFound,
+    /// The task finished and was evicted to stay within the bound.
+    Evicted,
+}
+
+/// Which tasks a page of the listing holds: those with an id above `after`,
+/// in id order, at most `limit` of them, only those in `status` if given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageQuery {
+    /// Only ids above this one (0 for the first page).
+    pub after: TaskId,
+    /// The most tasks the page holds.
+    pub limit: usize,
+    /// Only tasks currently in this status, if set.
+    pub status: Option<TaskStatus>,
+}
+
+/// Most ids one page looks at, whatever the filter matches: a page of a
+/// rare status among millions of tasks stops here, short, and says where
+/// the next page resumes, so no request does unbounded work.
+pub const PAGE_SCAN_BUDGET: usize = 100_000;
+
+/// Counts kept for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Tasks stored now.
+    pub stored: usize,
+    /// Tasks stored now in each status, indexed by [`TaskStatus::index`].
+    pub by_status: [usize; 4],
+    /// Tasks evicted since start.
+    pub evicted: u64,
+}
+
+/// How many remembered unfinished tasks one eviction looks through for one
+/// that has since finished, oldest first. Tasks run roughly in id order, so
+/// the oldest finish first; the bound keeps an eviction cheap when a huge
+/// queue leaves many remembered tasks waiting.
+const KEPT_SCAN: usize = 64;
+
 /// Shards of the map. A shard's table doubles as it fills, moving every
 /// task in it at once; dashmap's default (four per CPU, so four under
 /// `taskset -c 0`) made those moves stall requests for tens of milliseconds
@@ -39,6 +93,34 @@ pub struct TaskStore {
     /// non-keyed hash is safe here.
     tasks: DashMap<TaskId, Task, FxBuildHasher>,
     last_id: AtomicI64,
+    /// How many tasks are stored (dashmap's own count locks every shard).
+    stored: AtomicUsize,
+    /// How many stored tasks are in each status.
+    by_status: [AtomicUsize; 4],
+    evicted: AtomicU64,
+    /// The bound on stored tasks; 0 for none.
+    max_tasks: usize,
+    eviction: Mutex<Eviction>,
+    /// The eviction cursor as of the last eviction: a missing id below it
+    /// was evicted.
+    evicted_below: AtomicI64,
+}
+
+/// Where eviction has got to.
+#[derive(Debug)]
+struct Eviction {
+    /// The next id to look at; every id below it has been looked at.
+    cursor: TaskId,
+    /// Ids below the cursor that were pending or running when passed, in
+    /// id order; removed from here once evicted.
+    kept: VecDeque<TaskId>,
+}
+
+/// What became of an id eviction looked at.
+enum Evicting {
+    Removed,
+    Unfinished,
+    NotYetStored,
 }
 
 impl Default for TaskStore {
@@ -48,46 +130,121 @@ impl Default for TaskStore {
 }
 
 impl TaskStore {
-    /// An empty store whose first id will be 1.
+    /// An empty, unbounded store whose first id will be 1.
     pub fn new() -> Self {
+        Self::with_max_tasks(0)
+    }
+
+    /// An empty store keeping at most `max_tasks` tasks (0: no bound) by
+    /// evicting the oldest finished ones. Pending and running tasks are
+    /// never evicted, so they may take the store past the bound.
+    pub fn with_max_tasks(max_tasks: usize) -> Self {
         Self {
             tasks: DashMap::with_hasher_and_shard_amount(FxBuildHasher, SHARDS),
             last_id: AtomicI64::new(0),
+            stored: AtomicUsize::new(0),
+            by_status: Default::default(),
+            evicted: AtomicU64::new(0),
+            max_tasks,
+            eviction: Mutex::new(Eviction {
+                cursor: 1,
+                kept: VecDeque::new(),
+            }),
+            evicted_below: AtomicI64::new(1),
         }
     }
 
-    /// Stores `task` under the next id and returns the id.
+    /// Stores `task` under the next id and returns the id; over the bound,
+    /// evicts the oldest finished tasks first.
     pub fn insert(&self, task: Task) -> TaskId {
-        let id = self.last_id.fetch_add(1, Ordering::Relaxed) + 1;
+        self.by_status[task.status().index()].fetch_add(1, Ordering::Relaxed);
+        let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
         self.tasks.insert(id, task);
+        self.stored.fetch_add(1, Ordering::AcqRel);
+        self.evict_if_over_bound();
         id
     }
 
     /// Runs `read` on the task with this id while holding only its shard's
     /// read lock, so callers can serialise it without copying.
-    pub fn with_task<R>(&self, id: TaskId, read: impl FnOnce(&Task) -> R) -> Option<R> {
-        self.tasks.get(&id).map(|task| read(&task))
+    pub fn with_task<R>(&self, id: TaskId, read: impl FnOnce(&Task) -> R) -> Result<R, Absent> {
+        match self.tasks.get(&id) {
+            Some(task) => Ok(read(&task)),
+            None if id < self.evicted_below.load(Ordering::Acquire) => Err(Absent::Evicted),
+            None => Err(Absent::NotFound),
+        }
     }
 
     /// Moves a task to `running` or `done` if the lifecycle allows it, and
     /// returns its work duration.
     pub fn advance(&self, id: TaskId, next: TaskStatus) -> Result<std::time::Duration, TransitionError> {
         let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
+        let before = task.status();
         task.advance(next)?;
-        Ok(task.work())
+        let work = task.work();
+        drop(task);
+        self.count_move(before, next);
+        if next.is_finished() {
+            self.evict_if_over_bound();
+        }
+        Ok(work)
     }
 
     /// Marks a pending task `failed` with `reason`.
     pub fn fail(&self, id: TaskId, reason: FailureReason) -> Result<(), TransitionError> {
         let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
-        Ok(task.fail(reason)?)
+        let before = task.status();
+        task.fail(reason)?;
+        drop(task);
+        self.count_move(before, TaskStatus::Failed);
+        self.evict_if_over_bound();
+        Ok(())
     }
 
-    /// Every stored id, ascending.
-    pub fn ids(&self) -> Vec<TaskId> {
-        let mut ids: Vec<TaskId> = self.tasks.iter().map(|entry| *entry.key()).collect();
-        ids.sort_unstable();
-        ids
+    fn count_move(&self, from: TaskStatus, to: TaskStatus) {
+        self.by_status[from.index()].fetch_sub(1, Ordering::Relaxed);
+        self.by_status[to.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls `each` for the tasks of one page, in id order, and returns the
+    /// id the next page starts after, or `None` when no task follows.
+    pub fn page(&self, query: &PageQuery, each: impl FnMut(TaskId, &Task)) -> Option<TaskId> {
+        self.page_within(query, PAGE_SCAN_BUDGET, each)
+    }
+
+    fn page_within(&self, query: &PageQuery, budget: usize, mut each: impl FnMut(TaskId, &Task)) -> Option<TaskId> {
+        let (kept, cursor) = self.kept_after(query.after, budget);
+        let first_unpassed = query.after.saturating_add(1).max(cursor);
+        let last = self.last_id.load(Ordering::Acquire);
+        let mut taken = 0;
+        let mut resume_after = query.after;
+        for (examined, id) in kept.into_iter().chain(first_unpassed..=last).enumerate() {
+            if examined == budget {
+                return Some(resume_after);
+            }
+            let page_full = taken == query.limit;
+            let task = self.tasks.get(&id);
+            if let Some(task) = task.filter(|task| query.status.is_none_or(|status| task.status() == status)) {
+                if page_full {
+                    return Some(resume_after);
+                }
+                each(id, &task);
+                taken += 1;
+            }
+            if !page_full {
+                resume_after = id;
+            }
+        }
+        None
+    }
+
+    /// The remembered ids above `after` (at most `budget`) and the cursor:
+    /// together, every id that may still be stored.
+    fn kept_after(&self, after: TaskId, budget: usize) -> (Vec<TaskId>, TaskId) {
+        let eviction = self.lock_eviction();
+        let first = eviction.kept.partition_point(|&id| id <= after);
+        let kept = eviction.kept.range(first..).take(budget).copied().collect();
+        (kept, eviction.cursor)
     }
 
     /// Ids of the tasks currently in one of `statuses`, ascending, each with
@@ -105,12 +262,113 @@ impl TaskStore {
 
     /// How many tasks are stored.
     pub fn len(&self) -> usize {
-        self.tasks.len()
+        self.stored.load(Ordering::Acquire)
     }
 
-    /// Whether no task has been stored.
+    /// Whether no task is stored.
     pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.len() == 0
+    }
+
+    /// The counts the metrics report.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            stored: self.len(),
+            by_status: self.by_status.each_ref().map(|count| count.load(Ordering::Relaxed)),
+            evicted: self.evicted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Evicts if the store is over its bound: called when a task is added
+    /// and when one finishes (and so becomes evictable).
+    fn evict_if_over_bound(&self) {
+        if self.max_tasks != 0 && self.len() > self.max_tasks {
+            self.evict_over_bound();
+        }
+    }
+
+    /// Evicts until the store is within its bound or nothing more can go.
+    /// One thread evicts at a time; a thread that finds eviction under way
+    /// leaves its task to that thread, which checks the count again after
+    /// letting go of the lock.
+    fn evict_over_bound(&self) {
+        loop {
+            let mut eviction = match self.eviction.try_lock() {
+                Ok(eviction) => eviction,
+                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => return,
+            };
+            let mut progressed = false;
+            while self.len() > self.max_tasks && self.evict_oldest_finished(&mut eviction) {
+                progressed = true;
+            }
+            self.evicted_below.store(eviction.cursor, Ordering::Release);
+            drop(eviction);
+            if !progressed || self.len() <= self.max_tasks {
+                return;
+            }
+        }
+    }
+
+    /// Removes the oldest finished task; false if none can go now.
+    fn evict_oldest_finished(&self, eviction: &mut Eviction) -> bool {
+        if self.evict_kept(eviction) {
+            return true;
+        }
+        let last = self.last_id.load(Ordering::Acquire);
+        while eviction.cursor <= last {
+            match self.remove_if_finished(eviction.cursor) {
+                Evicting::Removed => {
+                    eviction.cursor += 1;
+                    return true;
+                }
+                Evicting::Unfinished => {
+                    eviction.kept.push_back(eviction.cursor);
+                    eviction.cursor += 1;
+                }
+                // Its insert is under way on another thread: wait for it.
+                Evicting::NotYetStored => return false,
+            }
+        }
+        false
+    }
+
+    /// Removes the oldest remembered task that has finished since the
+    /// cursor passed it, looking at no more than [`KEPT_SCAN`] of them.
+    fn evict_kept(&self, eviction: &mut Eviction) -> bool {
+        let mut index = 0;
+        while index < eviction.kept.len().min(KEPT_SCAN) {
+            match self.remove_if_finished(eviction.kept[index]) {
+                Evicting::Removed => {
+                    eviction.kept.remove(index);
+                    return true;
+                }
+                Evicting::Unfinished => index += 1,
+                // Cannot happen: only eviction removes a kept task.
+                Evicting::NotYetStored => {
+                    eviction.kept.remove(index);
+                }
+            }
+        }
+        false
+    }
+
+    fn remove_if_finished(&self, id: TaskId) -> Evicting {
+        match self.tasks.entry(id) {
+            Entry::Occupied(task) if task.get().status().is_finished() => {
+                let (_, task) = task.remove_entry();
+                self.by_status[task.status().index()].fetch_sub(1, Ordering::Relaxed);
+                self.stored.fetch_sub(1, Ordering::AcqRel);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                Evicting::Removed
+            }
+            Entry::Occupied(_) => Evicting::Unfinished,
+            Entry::Vacant(_) => Evicting::NotYetStored,
+        }
+    }
+
+    fn lock_eviction(&self) -> MutexGuard<'_, Eviction> {
+        self.eviction.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -130,8 +388,8 @@ mod tests {
         let store = TaskStore::new();
         assert_eq!(add(&store), 1);
         assert_eq!(add(&store), 2);
-        assert_eq!(store.with_task(2, Task::status), Some(TaskStatus::Pending));
-        assert_eq!(store.with_task(3, Task::status), None);
+        assert_eq!(store.with_task(2, Task::status), Ok(TaskStatus::Pending));
+        assert_eq!(store.with_task(3, Task::status), Err(Absent::NotFound));
     }
 
     #[test]
@@ -152,17 +410,157 @@ mod tests {
         let store = TaskStore::new();
         let id = add(&store);
         store.fail(id, FailureReason::PoolClosed).unwrap();
-        assert_eq!(store.with_task(id, Task::error), Some(Some(FailureReason::PoolClosed)));
+        assert_eq!(store.with_task(id, Task::error), Ok(Some(FailureReason::PoolClosed)));
         assert!(store.advance(id, TaskStatus::Running).is_err());
     }
 
+    fn page(store: &TaskStore, after: TaskId, limit: usize, status: Option<TaskStatus>) -> (Vec<TaskId>, Option<TaskId>) {
+        page_within(store, after, limit, status, PAGE_SCAN_BUDGET)
+    }
+
+    fn page_within(
+        store: &TaskStore,
+        after: TaskId,
+        limit: usize,
+        status: Option<TaskStatus>,
+        budget: usize,
+    ) -> (Vec<TaskId>, Option<TaskId>) {
+        let mut ids = Vec::new();
+        let query = PageQuery { after, limit, status };
+        let next = store.page_within(&query, budget, |id, _| ids.push(id));
+        (ids, next)
+    }
+
+    /// Runs task `id` to the end.
+    fn finish(store: &TaskStore, id: TaskId) {
+        store.advance(id, TaskStatus::Running).unwrap();
+        store.advance(id, TaskStatus::Done).unwrap();
+    }
+
     #[test]
-    fn ids_are_listed_in_order() {
+    fn pages_follow_id_order_and_say_where_the_next_starts() {
         let store = TaskStore::new();
-        for _ in 0..100 {
+        assert_eq!(page(&store, 0, 10, None), (vec![], None));
+        for _ in 0..25 {
             add(&store);
         }
-        assert_eq!(store.ids(), (1..=100).collect::<Vec<_>>());
+        assert_eq!(page(&store, 0, 10, None), ((1..=10).collect(), Some(10)));
+        assert_eq!(page(&store, 10, 10, None), ((11..=20).collect(), Some(20)));
+        assert_eq!(page(&store, 20, 10, None), ((21..=25).collect(), None));
+        assert_eq!(page(&store, 15, 10, None), ((16..=25).collect(), None));
+        assert_eq!(page(&store, 25, 10, None), (vec![], None));
+        assert_eq!(page(&store, TaskId::MAX, 10, None), (vec![], None));
+    }
+
+    #[test]
+    fn filtered_pages_hold_only_that_status() {
+        let store = TaskStore::new();
+        for _ in 0..10 {
+            add(&store);
+        }
+        for id in [2, 5, 9] {
+            finish(&store, id);
+        }
+        let done = Some(TaskStatus::Done);
+        assert_eq!(page(&store, 0, 2, done), (vec![2, 5], Some(5)));
+        assert_eq!(page(&store, 5, 2, done), (vec![9], None));
+        assert_eq!(page(&store, 0, 3, done), (vec![2, 5, 9], None));
+        assert_eq!(page(&store, 0, 100, Some(TaskStatus::Failed)), (vec![], None));
+    }
+
+    #[test]
+    fn a_page_stops_at_its_scan_budget_and_resumes_there() {
+        let store = TaskStore::new();
+        for _ in 0..10 {
+            add(&store);
+        }
+        finish(&store, 8);
+        let done = Some(TaskStatus::Done);
+        assert_eq!(page_within(&store, 0, 5, done, 4), (vec![], Some(4)));
+        assert_eq!(page_within(&store, 4, 5, done, 4), (vec![8], Some(8)));
+        assert_eq!(page_within(&store, 8, 5, done, 4), (vec![], None));
+        assert_eq!(page_within(&store, 0, 2, None, 4), (vec![1, 2], Some(2)));
+    }
+
+    #[test]
+    fn over_the_bound_the_oldest_finished_tasks_are_evicted() {
+        let store = TaskStore::with_max_tasks(3);
+        for _ in 0..3 {
+            add(&store);
+        }
+        finish(&store, 2);
+        store.fail(3, FailureReason::PoolFull).unwrap();
+        add(&store);
+        assert_eq!(store.with_task(2, Task::status), Err(Absent::Evicted));
+        assert_eq!(store.with_task(1, Task::status), Ok(TaskStatus::Pending));
+        add(&store);
+        assert_eq!(store.with_task(3, Task::status), Err(Absent::Evicted));
+        assert_eq!(store.len(), 3);
+        assert_eq!(page(&store, 0, 10, None), (vec![1, 4, 5], None));
+        assert_eq!(store.with_task(6, Task::status), Err(Absent::NotFound));
+    }
+
+    #[test]
+    fn unfinished_tasks_are_kept_past_the_bound_then_evicted_once_finished() {
+        let store = TaskStore::with_max_tasks(2);
+        for _ in 0..4 {
+            add(&store);
+        }
+        assert_eq!(store.len(), 4, "pending tasks are never evicted");
+        finish(&store, 1);
+        assert_eq!(store.with_task(1, Task::status), Err(Absent::Evicted));
+        finish(&store, 3);
+        assert_eq!(store.with_task(3, Task::status), Err(Absent::Evicted));
+        assert_eq!(store.len(), 2);
+        add(&store);
+        assert_eq!(store.len(), 3, "2, 4 and 5 are still unfinished");
+        assert_eq!(store.with_task(2, Task::status), Ok(TaskStatus::Pending));
+        finish(&store, 2);
+        assert_eq!(page(&store, 0, 10, None), (vec![4, 5], None));
+        assert_eq!(store.stats().evicted, 3);
+        finish(&store, 5);
+        assert_eq!(page(&store, 3, 10, None), (vec![4, 5], None));
+    }
+
+    #[test]
+    fn stats_count_tasks_by_status() {
+        let store = TaskStore::with_max_tasks(3);
+        for _ in 0..4 {
+            add(&store);
+        }
+        store.advance(1, TaskStatus::Running).unwrap();
+        finish(&store, 2);
+        store.fail(3, FailureReason::PoolFull).unwrap();
+        add(&store);
+        let stats = store.stats();
+        assert_eq!(stats.stored, 3);
+        assert_eq!(stats.evicted, 2);
+        let [pending, running, done, failed] = stats.by_status;
+        assert_eq!((pending, running, done, failed), (2, 1, 0, 0));
+    }
+
+    #[test]
+    fn a_bounded_store_stays_bounded_under_concurrent_inserts() {
+        let store = Arc::new(TaskStore::with_max_tasks(100));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..5000 {
+                        let id = add(&store);
+                        store.fail(id, FailureReason::PoolFull).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        add(&store);
+        assert_eq!(store.len(), 100);
+        assert_eq!(store.stats().evicted, 20_001 - 100);
+        let (ids, next) = page(&store, 0, 1000, None);
+        assert_eq!((ids, next), ((19_902..=20_001).collect(), None));
     }
 
     #[test]

@@ -5,13 +5,16 @@
 use std::io::{self, Read};
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use may_minihttp::{HttpService, Request, Response};
 
 use crate::http::guard::{Admission, Guard};
-use crate::http::handlers::{self, closing_answer};
+use crate::http::handlers::{self, Reply, closing_answer};
 use crate::http::message::{self, HeadError, RequestHead};
-use crate::http::router;
+use crate::http::metrics::{self, RequestCounters};
+use crate::http::router::{self, Route};
 use crate::http::wire::Socket;
+use crate::pool::WorkerGauge;
 use crate::service::TaskService;
 
 /// What every connection shares.
@@ -20,6 +23,10 @@ pub struct Shared {
     pub service: Arc<TaskService>,
     /// The connection limits and their watchdog.
     pub guard: Arc<Guard>,
+    /// The workers' activity, for the metrics.
+    pub workers: WorkerGauge,
+    /// Every answer, counted.
+    pub requests: RequestCounters,
 }
 
 /// The per-connection state may_minihttp calls for each request.
@@ -33,6 +40,8 @@ pub struct Connection {
     closing: bool,
     /// The current request's body, reused across requests.
     body: Vec<u8>,
+    /// Header lines built for the current answer; see [`LibraryReply`].
+    built_headers: Vec<String>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -50,6 +59,7 @@ impl Connection {
             admission,
             closing: false,
             body: Vec::new(),
+            built_headers: Vec::new(),
         };
         if connection.admission.is_none() {
             connection.refuse((503, "Service Unavailable"), "too many open connections");
@@ -101,6 +111,7 @@ impl Connection {
     /// through the library, the unread body would be parsed as the next
     /// request and the answer lost.
     fn refuse(&mut self, status: (u16, &str), message: &str) {
+        self.shared.requests.count(None, status.0);
         self.socket.send(&closing_answer(status, message));
         self.socket.close();
         self.closing = true;
@@ -111,17 +122,18 @@ impl Connection {
     /// parses, so it gets a 503; its body, when it can be framed, is
     /// consumed so the library does not take it for the next request and
     /// drop the answers still waiting to be written.
-    fn skip(&mut self, request: Request, head: Result<RequestHead, HeadError>, response: &mut Response) {
+    fn skip(&mut self, request: Request, head: Result<RequestHead, HeadError>, response: &mut impl Reply) {
         let limit = self.max_body_bytes();
         if head.is_ok_and(|head| head.content_length <= limit as u64) {
             drop(request.body());
         }
         response.header("Connection: close");
         handlers::error(response, 503, "Service Unavailable", "connection is closing");
+        self.shared.requests.count(None, 503);
     }
 
     /// Applies the request's connection semantics to the answer.
-    fn end_of_exchange(&mut self, head: &RequestHead, response: &mut Response) {
+    fn end_of_exchange(&mut self, head: &RequestHead, response: &mut impl Reply) {
         if !head.keep_alive {
             response.header("Connection: close");
             self.socket.stop_reading();
@@ -134,26 +146,81 @@ impl Connection {
 
 impl HttpService for Connection {
     fn call(&mut self, request: Request, response: &mut Response) -> io::Result<()> {
+        let mut built_headers = std::mem::take(&mut self.built_headers);
+        built_headers.clear();
+        let mut reply = LibraryReply {
+            response,
+            code: 200,
+            built_headers: &mut built_headers,
+        };
+        self.serve(request, &mut reply);
+        self.built_headers = built_headers;
+        Ok(())
+    }
+}
+
+impl Connection {
+    fn serve(&mut self, request: Request, response: &mut LibraryReply) {
         let head = message::inspect(request.version(), request.headers());
         if self.closing {
-            self.skip(request, head, response);
-            return Ok(());
+            return self.skip(request, head, response);
         }
         if let Some(admission) = &self.admission {
             admission.request_started();
         }
         let Some(head) = self.check_framing(head) else {
-            return Ok(());
+            return;
         };
         let routed = router::route(request.method(), request.path());
         if !self.receive_body(request, &head) {
-            return Ok(());
+            return;
         }
-        handlers::answer(&self.shared.service, &routed.route, &self.body, response);
+        match &routed.route {
+            Route::Metrics => metrics::answer(&self.shared, response),
+            route => handlers::answer(&self.shared.service, route, &self.body, response),
+        }
+        self.shared.requests.count(Some(&routed.route), response.code);
         if routed.head {
-            response.body_mut().clear();
+            response.body().clear();
         }
         self.end_of_exchange(&head, response);
-        Ok(())
+    }
+}
+
+/// The library's response as a [`Reply`]. may_minihttp takes header lines
+/// only as `&'static str`; a line built for one answer is kept in a String
+/// the connection owns until its next request.
+struct LibraryReply<'a, 'r> {
+    response: &'a mut Response<'r>,
+    /// The status code set, for the request counts.
+    code: u16,
+    built_headers: &'a mut Vec<String>,
+}
+
+impl Reply for LibraryReply<'_, '_> {
+    fn status(&mut self, code: u16, reason: &'static str) {
+        self.code = code;
+        self.response.status_code(usize::from(code), reason);
+    }
+
+    fn header(&mut self, line: &'static str) {
+        self.response.header(line);
+    }
+
+    fn header_built(&mut self, line: String) {
+        self.built_headers.push(line);
+        let line: *const str = self.built_headers.last().map_or("", String::as_str) as *const str;
+        // SAFETY: the line's bytes live in a String's heap buffer, which does
+        // not move when `built_headers` grows, and which `Connection` keeps
+        // until the start of its next `call` (or its drop). may_minihttp 0.1.11
+        // encodes the response into its write buffer as soon as `call`
+        // returns, before calling the service again (http_server.rs:
+        // `service.call(req, &mut rsp)` then `response::encode(rsp, ..)`), and
+        // never reads the line after that; `Response` cannot escape `call`.
+        self.response.header(unsafe { &*line });
+    }
+
+    fn body(&mut self) -> &mut BytesMut {
+        self.response.body_mut()
     }
 }

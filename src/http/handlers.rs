@@ -4,35 +4,27 @@
 //! Handlers write through [`Reply`], so they run the same against the
 //! library's `Response` and against a plain buffer in tests and benchmarks.
 
+use std::borrow::Cow;
+
 use bytes::{BufMut, BytesMut};
 use serde::Serialize;
 
 use crate::domain::{Task, TaskId};
+use crate::http::openapi;
 use crate::http::router::Route;
 use crate::service::{Created, NEW_TASK_SHAPE, NewTask, ServiceError, TaskService};
+use crate::store::PageQuery;
 
 /// Where a handler writes its answer.
 pub trait Reply {
     /// Sets the status code and reason phrase (200 is the default).
     fn status(&mut self, code: u16, reason: &'static str);
-    /// Adds a header line such as `"Allow: GET"`.
+    /// Adds a fixed header line such as `"Allow: GET"`.
     fn header(&mut self, line: &'static str);
+    /// Adds a header line built for this answer, such as a `Link`.
+    fn header_built(&mut self, line: String);
     /// The body, to serialise into.
     fn body(&mut self) -> &mut BytesMut;
-}
-
-impl Reply for may_minihttp::Response<'_> {
-    fn status(&mut self, code: u16, reason: &'static str) {
-        self.status_code(usize::from(code), reason);
-    }
-
-    fn header(&mut self, line: &'static str) {
-        may_minihttp::Response::header(self, line);
-    }
-
-    fn body(&mut self) -> &mut BytesMut {
-        self.body_mut()
-    }
 }
 
 /// An answer kept in memory: for answering without a socket, as the tests
@@ -42,7 +34,7 @@ pub struct BufferedReply {
     /// The status code (200 until a handler sets another).
     pub code: u16,
     /// The header lines added, in order.
-    pub headers: Vec<&'static str>,
+    pub headers: Vec<Cow<'static, str>>,
     /// The body.
     pub body: BytesMut,
 }
@@ -72,11 +64,22 @@ impl Reply for BufferedReply {
     }
 
     fn header(&mut self, line: &'static str) {
-        self.headers.push(line);
+        self.headers.push(line.into());
+    }
+
+    fn header_built(&mut self, line: String) {
+        self.headers.push(line.into());
     }
 
     fn body(&mut self) -> &mut BytesMut {
         &mut self.body
+    }
+}
+
+impl BufferedReply {
+    /// Whether the answer has this header line.
+    pub fn has_header(&self, line: &str) -> bool {
+        self.headers.iter().any(|header| header == line)
     }
 }
 
@@ -85,13 +88,19 @@ const JSON: &str = "Content-Type: application/json";
 /// Answers `route`; `body` is the request body (empty when there is none).
 pub fn answer(service: &TaskService, route: &Route, body: &[u8], reply: &mut impl Reply) {
     match route {
-        Route::ListTasks => list_tasks(service, reply),
+        Route::ListTasks(Ok(page)) => list_tasks(service, page, reply),
+        Route::ListTasks(Err(refused)) => service_error(reply, *refused),
         Route::CreateTask => create_task(service, body, reply),
         Route::GetTask(Ok(id)) => get_task(service, *id, reply),
         Route::GetTask(Err(refused)) => service_error(reply, *refused),
         Route::Health => status(reply, "ok"),
         Route::Ready if service.is_accepting() => status(reply, "ready"),
         Route::Ready => error(reply, 503, "Service Unavailable", "shutting down"),
+        Route::OpenApi => {
+            reply.header(JSON);
+            reply.body().extend_from_slice(openapi::DOCUMENT.as_bytes());
+        }
+        Route::Metrics => error(reply, 500, "Internal Server Error", "metrics are answered by the connection"),
         Route::NotFound => error(reply, 404, "Not Found", "not found"),
         Route::MethodNotAllowed(allow) => {
             reply.header(allow);
@@ -101,17 +110,26 @@ pub fn answer(service: &TaskService, route: &Route, body: &[u8], reply: &mut imp
     }
 }
 
-fn list_tasks(service: &TaskService, reply: &mut impl Reply) {
+fn list_tasks(service: &TaskService, page: &PageQuery, reply: &mut impl Reply) {
     reply.header(JSON);
     let out = reply.body();
     out.put_u8(b'[');
     let mut separator: &[u8] = b"";
-    service.for_each_task(|id, task| {
+    let next = service.list(page, |id, task| {
         out.put_slice(separator);
         separator = b",";
         task.write_summary_json(id, out);
     });
     out.put_slice(b"]\n");
+    if let Some(after) = next {
+        reply.header_built(next_page_link(page, after));
+    }
+}
+
+/// The RFC 8288 `Link` header line pointing at the page after `after`.
+fn next_page_link(page: &PageQuery, after: TaskId) -> String {
+    let status = page.status.map_or(String::new(), |status| format!("&status={status}"));
+    format!("Link: </tasks?after={after}&limit={}{status}>; rel=\"next\"", page.limit)
 }
 
 fn get_task(service: &TaskService, id: TaskId, reply: &mut impl Reply) {
@@ -164,8 +182,13 @@ fn decode_new_task(body: &[u8]) -> Result<NewTask<'_>, String> {
 
 fn service_error(reply: &mut impl Reply, refused: ServiceError) {
     let (code, reason) = match refused {
-        ServiceError::InvalidInput | ServiceError::InvalidTaskId => (400, "Bad Request"),
+        ServiceError::InvalidInput
+        | ServiceError::InvalidTaskId
+        | ServiceError::InvalidLimit
+        | ServiceError::InvalidAfter
+        | ServiceError::InvalidStatus => (400, "Bad Request"),
         ServiceError::TaskNotFound => (404, "Not Found"),
+        ServiceError::TaskExpired => (410, "Gone"),
     };
     error(reply, code, reason, refused.message());
 }
@@ -220,6 +243,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::config::WorkRange;
     use crate::pool::TaskQueue;
+    use crate::service::page_query;
     use crate::store::TaskStore;
 
     fn json_of(reply: &BufferedReply) -> serde_json::Value {
@@ -235,7 +259,7 @@ pub(crate) mod tests {
     fn call(service: &TaskService, route: Route, body: &str) -> BufferedReply {
         let mut reply = BufferedReply::default();
         answer(service, &route, body.as_bytes(), &mut reply);
-        assert!(reply.headers.contains(&JSON));
+        assert!(reply.has_header(JSON));
         reply
     }
 
@@ -250,11 +274,28 @@ pub(crate) mod tests {
         );
         let got = call(&service, Route::GetTask(Ok(1)), "");
         assert_eq!((got.code, json_of(&got)), (200, json_of(&created)));
-        let listed = call(&service, Route::ListTasks, "");
+        let listed = call(&service, Route::ListTasks(page_query(None, None, None)), "");
         assert_eq!(
             json_of(&listed),
             serde_json::json!([{"id":1,"title":"a","status":"pending"}])
         );
+    }
+
+    #[test]
+    fn a_page_links_to_the_next_while_tasks_remain() {
+        let service = service(10);
+        for _ in 0..5 {
+            call(&service, Route::CreateTask, r#"{"title":"t"}"#);
+        }
+        let first = call(&service, Route::ListTasks(page_query(Some("2"), None, None)), "");
+        assert_eq!(json_of(&first).as_array().map(Vec::len), Some(2));
+        assert!(first.has_header("Link: </tasks?after=2&limit=2>; rel=\"next\""));
+        let pending = page_query(Some("3"), Some("2"), Some("pending"));
+        let last = call(&service, Route::ListTasks(pending), "");
+        assert_eq!(json_of(&last)[0]["id"], 3);
+        assert!(!last.headers.iter().any(|line| line.starts_with("Link")));
+        let filtered = call(&service, Route::ListTasks(page_query(Some("1"), None, Some("pending"))), "");
+        assert!(filtered.has_header("Link: </tasks?after=1&limit=1&status=pending>; rel=\"next\""));
     }
 
     #[test]
@@ -361,6 +402,7 @@ pub(crate) mod tests {
         let cases = [
             (Route::GetTask(Ok(9)), 404, "task not found"),
             (Route::GetTask(Err(ServiceError::InvalidTaskId)), 400, "invalid task id"),
+            (Route::ListTasks(Err(ServiceError::InvalidStatus)), 400, ServiceError::InvalidStatus.message()),
             (Route::NotFound, 404, "not found"),
             (Route::BadTarget, 400, "invalid request target"),
             (Route::MethodNotAllowed("Allow: GET, HEAD"), 405, "method not allowed"),
@@ -374,7 +416,7 @@ pub(crate) mod tests {
             );
         }
         let reply = call(&service, Route::MethodNotAllowed("Allow: GET, HEAD"), "");
-        assert!(reply.headers.contains(&"Allow: GET, HEAD"));
+        assert!(reply.has_header("Allow: GET, HEAD"));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! - [`router`]: method and path to route.
 //! - [`handlers`]: route to service call to JSON answer.
 //! - [`connection`]: the per-connection service tying those together.
+//! - [`metrics`]: request counts and the `GET /metrics` page.
+//! - [`openapi`]: the `GET /openapi.json` document.
 //! - [`guard`]: connection limits and the watchdog enforcing them.
 //! - [`wire`]: the workarounds that write to a connection's socket directly.
 
@@ -12,6 +14,8 @@ pub mod connection;
 pub mod guard;
 pub mod handlers;
 pub mod message;
+pub mod metrics;
+pub mod openapi;
 pub mod router;
 pub mod wire;
 
@@ -24,6 +28,8 @@ use may_minihttp::HttpServiceFactory;
 
 use crate::http::connection::{Connection, Shared};
 use crate::http::guard::{Guard, Limits};
+use crate::http::metrics::RequestCounters;
+use crate::pool::WorkerGauge;
 use crate::service::TaskService;
 
 /// A listening HTTP server.
@@ -33,11 +39,16 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` and starts accepting connections, each answered with
-    /// `service` within `limits`.
-    pub fn start(addr: SocketAddr, service: Arc<TaskService>, limits: Limits) -> io::Result<Self> {
+    /// `service` within `limits`; `workers` is reported in the metrics.
+    pub fn start(addr: SocketAddr, service: Arc<TaskService>, workers: WorkerGauge, limits: Limits) -> io::Result<Self> {
         let guard = Guard::new(limits);
         guard.watch()?;
-        let shared = Arc::new(Shared { service, guard });
+        let shared = Arc::new(Shared {
+            service,
+            guard,
+            workers,
+            requests: RequestCounters::default(),
+        });
         let accept = ConnectionFactory { shared }.start(addr)?;
         Ok(Self { accept })
     }

@@ -1,17 +1,21 @@
 //! Maps a request's method and target to a route, the way Go's `net/http`
 //! pattern mux does for `GET /tasks`, `POST /tasks` and `GET /tasks/{id}`:
-//! the query string plays no part, `HEAD` is served wherever `GET` is, a
-//! known path with another method is 405 with the allowed methods, and
-//! `{id}` is one non-empty, percent-decoded path segment.
+//! the query string plays no part in the route, `HEAD` is served wherever
+//! `GET` is, a known path with another method is 405 with the allowed
+//! methods, and `{id}` is one non-empty, percent-decoded path segment.
+//! The listing's page parameters are read from the query string here too,
+//! as Go's `URL.Query` reads them: `+` is a space, the first of a repeated
+//! name counts, unknown names are ignored.
 
 use crate::domain::TaskId;
-use crate::service::{ServiceError, parse_task_id};
+use crate::service::{ServiceError, page_query, parse_task_id};
+use crate::store::PageQuery;
 
 /// What a request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
-    /// `GET /tasks`.
-    ListTasks,
+    /// `GET /tasks`, with the page asked for.
+    ListTasks(Result<PageQuery, ServiceError>),
     /// `POST /tasks`.
     CreateTask,
     /// `GET /tasks/{id}`, with the id as parsed.
@@ -22,6 +26,10 @@ pub enum Route {
     Health,
     /// `GET /readyz`: the server is accepting work.
     Ready,
+    /// `GET /metrics`: the Prometheus metrics page.
+    Metrics,
+    /// `GET /openapi.json`: the API's OpenAPI description.
+    OpenApi,
     /// The path is known but not with this method; the `Allow` header line.
     MethodNotAllowed(&'static str),
     /// The request target is not a path this server can read.
@@ -53,17 +61,19 @@ pub fn route(method: &str, target: &str) -> Routed {
     let route = match path {
         "/healthz" if readable => Route::Health,
         "/readyz" if readable => Route::Ready,
-        "/healthz" | "/readyz" => Route::MethodNotAllowed(ALLOW_ITEM),
-        _ => task_routes(method, path, readable),
+        "/metrics" if readable => Route::Metrics,
+        "/openapi.json" if readable => Route::OpenApi,
+        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => Route::MethodNotAllowed(ALLOW_ITEM),
+        _ => task_routes(method, path, readable, query_of(target)),
     };
     Routed { route, head }
 }
 
 /// The routes under `/tasks`.
-fn task_routes(method: &str, path: &str, readable: bool) -> Route {
+fn task_routes(method: &str, path: &str, readable: bool, query: &str) -> Route {
     match path.strip_prefix("/tasks") {
         Some("") => match method {
-            _ if readable => Route::ListTasks,
+            _ if readable => Route::ListTasks(list_query(query)),
             "POST" => Route::CreateTask,
             _ => Route::MethodNotAllowed(ALLOW_COLLECTION),
         },
@@ -95,6 +105,44 @@ fn task_route(segment: &str, readable: bool) -> Route {
                 .and_then(|id| parse_task_id(&id)),
         ),
     }
+}
+
+/// The page a listing's query string asks for.
+fn list_query(query: &str) -> Result<PageQuery, ServiceError> {
+    let [limit, after, status] = query_values(query, ["limit", "after", "status"]);
+    let decoded = |value: Option<&str>, invalid: ServiceError| match value {
+        None => Ok(None),
+        Some(raw) => form_decode(raw).map(Some).ok_or(invalid),
+    };
+    let limit = decoded(limit, ServiceError::InvalidLimit)?;
+    let after = decoded(after, ServiceError::InvalidAfter)?;
+    let status = decoded(status, ServiceError::InvalidStatus)?;
+    page_query(limit.as_deref(), after.as_deref(), status.as_deref())
+}
+
+/// The raw value of the first parameter with each of `names`, if present.
+fn query_values<'q, const N: usize>(query: &'q str, names: [&str; N]) -> [Option<&'q str>; N] {
+    let mut values = [None; N];
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(name) = form_decode(name) else { continue };
+        if let Some(slot) = names.iter().position(|wanted| *wanted == name) {
+            values[slot].get_or_insert(value);
+        }
+    }
+    values
+}
+
+/// Decodes a query-string name or value: `+` is a space, `%XX` a byte;
+/// `None` if an escape is malformed or the result is not UTF-8.
+fn form_decode(raw: &str) -> Option<String> {
+    let spaced = raw.replace('+', " ");
+    String::from_utf8(percent_decode(&spaced)?).ok()
+}
+
+/// The query string of a request target, without the `?` (empty if none).
+fn query_of(target: &str) -> &str {
+    target.split_once('?').map_or("", |(_, query)| query)
 }
 
 /// The path of an origin-form (`/tasks?x`) or absolute-form
@@ -152,7 +200,10 @@ mod tests {
         assert_eq!(routed("HEAD", "/readyz?x"), Route::Ready);
         assert_eq!(routed("POST", "/readyz"), Route::MethodNotAllowed("Allow: GET, HEAD"));
         assert_eq!(routed("GET", "/healthz/"), Route::NotFound);
-        assert_eq!(routed("GET", "/tasks"), Route::ListTasks);
+        assert_eq!(routed("GET", "/metrics"), Route::Metrics);
+        assert_eq!(routed("HEAD", "/openapi.json"), Route::OpenApi);
+        assert_eq!(routed("PUT", "/metrics"), Route::MethodNotAllowed("Allow: GET, HEAD"));
+        assert_eq!(routed("GET", "/tasks"), Route::ListTasks(page_query(None, None, None)));
         assert_eq!(routed("POST", "/tasks"), Route::CreateTask);
         assert_eq!(routed("GET", "/tasks/12"), Route::GetTask(Ok(12)));
     }
@@ -166,12 +217,12 @@ mod tests {
                 head: true
             }
         );
-        assert_eq!(routed("HEAD", "/tasks"), Route::ListTasks);
+        assert!(matches!(routed("HEAD", "/tasks"), Route::ListTasks(Ok(_))));
     }
 
     #[test]
     fn the_query_string_does_not_change_the_route() {
-        assert_eq!(routed("GET", "/tasks?limit=5"), Route::ListTasks);
+        assert!(matches!(routed("GET", "/tasks?limit=5"), Route::ListTasks(Ok(_))));
         assert_eq!(routed("GET", "/tasks/4?x=/y"), Route::GetTask(Ok(4)));
         assert_eq!(routed("POST", "/tasks?"), Route::CreateTask);
     }
@@ -229,9 +280,33 @@ mod tests {
     #[test]
     fn absolute_form_targets_are_routed_by_their_path() {
         assert_eq!(routed("GET", "http://example.com/tasks/5"), Route::GetTask(Ok(5)));
-        assert_eq!(routed("GET", "HTTP://example.com:8080/tasks?x"), Route::ListTasks);
+        assert!(matches!(
+            routed("GET", "HTTP://example.com:8080/tasks?x"),
+            Route::ListTasks(Ok(_))
+        ));
         assert_eq!(routed("GET", "http://example.com"), Route::NotFound);
         assert_eq!(routed("GET", "ftp://example.com/tasks"), Route::BadTarget);
+    }
+
+    #[test]
+    fn the_listing_reads_its_page_from_the_query_like_go() {
+        let page = |target: &str| match routed("GET", target) {
+            Route::ListTasks(page) => page,
+            other => panic!("{target}: {other:?}"),
+        };
+        assert_eq!(page("/tasks"), page_query(None, None, None));
+        assert_eq!(
+            page("/tasks?status=done&limit=5&after=7&x=1"),
+            page_query(Some("5"), Some("7"), Some("done"))
+        );
+        assert_eq!(page("/tasks?limit=5&limit=oops"), page_query(Some("5"), None, None));
+        assert_eq!(page("/tasks?%6Cimit=%35"), page_query(Some("5"), None, None));
+        assert_eq!(page("/tasks?&&limit=2&"), page_query(Some("2"), None, None));
+        assert_eq!(page("/tasks?limit"), Err(ServiceError::InvalidLimit));
+        assert_eq!(page("/tasks?limit=+5"), Err(ServiceError::InvalidLimit));
+        assert_eq!(page("/tasks?after=%zz"), Err(ServiceError::InvalidAfter));
+        assert_eq!(page("/tasks?status=%FF"), Err(ServiceError::InvalidStatus));
+        assert_eq!(page("/tasks?limit=0&status=nope"), Err(ServiceError::InvalidLimit));
     }
 
     #[test]
