@@ -105,7 +105,7 @@ fn get(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 concurrently(split(iters, threads), |ops| {
                     for _ in ops {
-                        black_box(store.with_task(black_box(HOT_ID), Task::status));
+                        let _ = black_box(store.with_task(black_box(HOT_ID), Task::status));
                     }
                 })
             })
@@ -119,7 +119,7 @@ fn get(c: &mut Criterion) {
                     let mut id = (ops.start % STORED as u64) as TaskId;
                     for _ in ops {
                         id = if id == STORED { 1 } else { id + 1 };
-                        black_box(store.with_task(black_box(id), Task::status));
+                        let _ = black_box(store.with_task(black_box(id), Task::status));
                     }
                 })
             })
@@ -136,7 +136,7 @@ fn get(c: &mut Criterion) {
                     for _ in ops {
                         out.clear();
                         let id = black_box(HOT_ID);
-                        store.with_task(id, |task| task.write_json(id, &mut out));
+                        let _ = store.with_task(id, |task| task.write_json(id, &mut out));
                         black_box(&out);
                     }
                 })

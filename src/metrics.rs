@@ -49,7 +49,9 @@ const STRIPES: usize = 16;
 impl<const N: usize> Default for StripedCounters<N> {
     fn default() -> Self {
         Self {
-            stripes: (0..STRIPES).map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0)))).collect(),
+            stripes: (0..STRIPES)
+                .map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
         }
     }
 }

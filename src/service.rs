@@ -181,23 +181,39 @@ impl TaskService {
     /// Writes the task, queue and eviction metrics.
     pub fn write_metrics(&self, page: &mut Exposition) {
         let stats = self.store.stats();
-        page.family("worker_pool_tasks_created_total", Kind::Counter, "Tasks created by POST /tasks, queued or refused.")
-            .sample("worker_pool_tasks_created_total", &[], self.counts.created.get());
+        page.family(
+            "worker_pool_tasks_created_total",
+            Kind::Counter,
+            "Tasks created by POST /tasks, queued or refused.",
+        )
+        .sample("worker_pool_tasks_created_total", &[], self.counts.created.get());
         page.family("worker_pool_tasks", Kind::Gauge, "Tasks held in memory, by status.");
         for status in TaskStatus::ALL {
             let count = stats.by_status[status.index()];
             page.sample("worker_pool_tasks", &[("status", status.as_str())], count);
         }
-        page.family("worker_pool_tasks_evicted_total", Kind::Counter, "Finished tasks evicted to stay within MAX_TASKS.")
-            .sample("worker_pool_tasks_evicted_total", &[], stats.evicted);
-        page.family("worker_pool_tasks_rejected_total", Kind::Counter, "Tasks the queue refused, by reason.");
+        page.family(
+            "worker_pool_tasks_evicted_total",
+            Kind::Counter,
+            "Finished tasks evicted to stay within MAX_TASKS.",
+        )
+        .sample("worker_pool_tasks_evicted_total", &[], stats.evicted);
+        page.family(
+            "worker_pool_tasks_rejected_total",
+            Kind::Counter,
+            "Tasks the queue refused, by reason.",
+        );
         for (reason, label) in [(FailureReason::PoolFull, "full"), (FailureReason::PoolClosed, "closed")] {
             let count = self.counts.rejected[reason as usize].get();
             page.sample("worker_pool_tasks_rejected_total", &[("reason", label)], count);
         }
         page.family("worker_pool_queue_depth", Kind::Gauge, "Task ids waiting in the queue.")
             .sample("worker_pool_queue_depth", &[], self.queue.len())
-            .family("worker_pool_queue_capacity", Kind::Gauge, "The most task ids the queue holds (POOL_SIZE).")
+            .family(
+                "worker_pool_queue_capacity",
+                Kind::Gauge,
+                "The most task ids the queue holds (POOL_SIZE).",
+            )
             .sample("worker_pool_queue_capacity", &[], self.queue.capacity())
             .histogram(
                 "worker_pool_task_run_seconds",
@@ -387,17 +403,36 @@ mod tests {
             })
         );
         for limit in ["0", "10001", "-1", "", "ten", "1.5", "99999999999999999999999"] {
-            assert_eq!(page_query(Some(limit), None, None), Err(ServiceError::InvalidLimit), "{limit:?}");
+            assert_eq!(
+                page_query(Some(limit), None, None),
+                Err(ServiceError::InvalidLimit),
+                "{limit:?}"
+            );
         }
         for after in ["-1", "", "x", "9223372036854775808"] {
-            assert_eq!(page_query(None, Some(after), None), Err(ServiceError::InvalidAfter), "{after:?}");
+            assert_eq!(
+                page_query(None, Some(after), None),
+                Err(ServiceError::InvalidAfter),
+                "{after:?}"
+            );
         }
         for status in ["", "Done", "finished"] {
-            assert_eq!(page_query(None, None, Some(status)), Err(ServiceError::InvalidStatus), "{status:?}");
+            assert_eq!(
+                page_query(None, None, Some(status)),
+                Err(ServiceError::InvalidStatus),
+                "{status:?}"
+            );
         }
-        for error in [ServiceError::InvalidLimit, ServiceError::InvalidAfter, ServiceError::InvalidStatus] {
+        for error in [
+            ServiceError::InvalidLimit,
+            ServiceError::InvalidAfter,
+            ServiceError::InvalidStatus,
+        ] {
             let parameter = format!("{error:?}")["Invalid".len()..].to_lowercase();
-            assert!(error.message().starts_with(&format!("invalid {parameter}:")), "{error:?}");
+            assert!(
+                error.message().starts_with(&format!("invalid {parameter}:")),
+                "{error:?}"
+            );
         }
     }
 

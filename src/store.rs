@@ -414,7 +414,12 @@ mod tests {
         assert!(store.advance(id, TaskStatus::Running).is_err());
     }
 
-    fn page(store: &TaskStore, after: TaskId, limit: usize, status: Option<TaskStatus>) -> (Vec<TaskId>, Option<TaskId>) {
+    fn page(
+        store: &TaskStore,
+        after: TaskId,
+        limit: usize,
+        status: Option<TaskStatus>,
+    ) -> (Vec<TaskId>, Option<TaskId>) {
         page_within(store, after, limit, status, PAGE_SCAN_BUDGET)
     }
 

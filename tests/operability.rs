@@ -104,7 +104,10 @@ fn bad_page_parameters_are_400_naming_the_parameter() {
         let response = server.get(&format!("/tasks?{query}"));
         assert_eq!(response.status, 400, "{query}: {response:?}");
         let message = response.error_message();
-        assert!(message.starts_with(&format!("invalid {parameter}: ")), "{query}: {message}");
+        assert!(
+            message.starts_with(&format!("invalid {parameter}: ")),
+            "{query}: {message}"
+        );
     }
     assert_eq!(ids_of(&server.get("/tasks?limit=10000&after=0&other=x").json()), [1]);
 }
@@ -150,7 +153,9 @@ fn scrape(server: &Server) -> HashMap<String, f64> {
         if line.starts_with('#') {
             continue;
         }
-        let (sample, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line {line:?}"));
+        let (sample, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad sample line {line:?}"));
         let name = sample.split('{').next().unwrap();
         let family = ["_bucket", "_sum", "_count"]
             .iter()
@@ -158,7 +163,10 @@ fn scrape(server: &Server) -> HashMap<String, f64> {
             .filter(|family| families.iter().any(|known| known == family))
             .unwrap_or(name);
         assert!(families.iter().any(|known| known == family), "no # TYPE for {line:?}");
-        samples.insert(sample.to_owned(), value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")));
+        samples.insert(
+            sample.to_owned(),
+            value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        );
     }
     samples
 }
@@ -191,17 +199,32 @@ fn metrics_count_tasks_queue_workers_and_requests() {
         ("worker_pool_queue_capacity", 1.0),
         ("worker_pool_workers", 1.0),
         ("worker_pool_workers_busy", 1.0),
-        ("worker_pool_http_requests_total{route=\"POST /tasks\",class=\"2xx\"}", 2.0),
-        ("worker_pool_http_requests_total{route=\"POST /tasks\",class=\"5xx\"}", 1.0),
-        ("worker_pool_http_requests_total{route=\"GET /tasks/{id}\",class=\"4xx\"}", 1.0),
-        ("worker_pool_http_requests_total{route=\"unmatched\",class=\"4xx\"}", 1.0),
+        (
+            "worker_pool_http_requests_total{route=\"POST /tasks\",class=\"2xx\"}",
+            2.0,
+        ),
+        (
+            "worker_pool_http_requests_total{route=\"POST /tasks\",class=\"5xx\"}",
+            1.0,
+        ),
+        (
+            "worker_pool_http_requests_total{route=\"GET /tasks/{id}\",class=\"4xx\"}",
+            1.0,
+        ),
+        (
+            "worker_pool_http_requests_total{route=\"unmatched\",class=\"4xx\"}",
+            1.0,
+        ),
         ("worker_pool_task_run_seconds_bucket{le=\"+Inf\"}", 0.0),
     ];
     for (sample, value) in expected {
         assert_eq!(metrics.get(sample), Some(&value), "{sample}");
     }
     let again = scrape(&server);
-    assert_eq!(again["worker_pool_http_requests_total{route=\"GET /metrics\",class=\"2xx\"}"], 1.0);
+    assert_eq!(
+        again["worker_pool_http_requests_total{route=\"GET /metrics\",class=\"2xx\"}"],
+        1.0
+    );
 }
 
 #[test]

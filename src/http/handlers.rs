@@ -100,7 +100,12 @@ pub fn answer(service: &TaskService, route: &Route, body: &[u8], reply: &mut imp
             reply.header(JSON);
             reply.body().extend_from_slice(openapi::DOCUMENT.as_bytes());
         }
-        Route::Metrics => error(reply, 500, "Internal Server Error", "metrics are answered by the connection"),
+        Route::Metrics => error(
+            reply,
+            500,
+            "Internal Server Error",
+            "metrics are answered by the connection",
+        ),
         Route::NotFound => error(reply, 404, "Not Found", "not found"),
         Route::MethodNotAllowed(allow) => {
             reply.header(allow);
@@ -129,7 +134,10 @@ fn list_tasks(service: &TaskService, page: &PageQuery, reply: &mut impl Reply) {
 /// The RFC 8288 `Link` header line pointing at the page after `after`.
 fn next_page_link(page: &PageQuery, after: TaskId) -> String {
     let status = page.status.map_or(String::new(), |status| format!("&status={status}"));
-    format!("Link: </tasks?after={after}&limit={}{status}>; rel=\"next\"", page.limit)
+    format!(
+        "Link: </tasks?after={after}&limit={}{status}>; rel=\"next\"",
+        page.limit
+    )
 }
 
 fn get_task(service: &TaskService, id: TaskId, reply: &mut impl Reply) {
@@ -294,7 +302,11 @@ pub(crate) mod tests {
         let last = call(&service, Route::ListTasks(pending), "");
         assert_eq!(json_of(&last)[0]["id"], 3);
         assert!(!last.headers.iter().any(|line| line.starts_with("Link")));
-        let filtered = call(&service, Route::ListTasks(page_query(Some("1"), None, Some("pending"))), "");
+        let filtered = call(
+            &service,
+            Route::ListTasks(page_query(Some("1"), None, Some("pending"))),
+            "",
+        );
         assert!(filtered.has_header("Link: </tasks?after=1&limit=1&status=pending>; rel=\"next\""));
     }
 
@@ -402,7 +414,11 @@ pub(crate) mod tests {
         let cases = [
             (Route::GetTask(Ok(9)), 404, "task not found"),
             (Route::GetTask(Err(ServiceError::InvalidTaskId)), 400, "invalid task id"),
-            (Route::ListTasks(Err(ServiceError::InvalidStatus)), 400, ServiceError::InvalidStatus.message()),
+            (
+                Route::ListTasks(Err(ServiceError::InvalidStatus)),
+                400,
+                ServiceError::InvalidStatus.message(),
+            ),
             (Route::NotFound, 404, "not found"),
             (Route::BadTarget, 400, "invalid request target"),
             (Route::MethodNotAllowed("Allow: GET, HEAD"), 405, "method not allowed"),

@@ -76,7 +76,11 @@ pub fn answer(shared: &Shared, reply: &mut impl Reply) {
         .sample("worker_pool_workers", &[], shared.workers.size())
         .family("worker_pool_workers_busy", Kind::Gauge, "Workers running a task now.")
         .sample("worker_pool_workers_busy", &[], shared.workers.busy())
-        .family("worker_pool_http_connections", Kind::Gauge, "Client connections open now.")
+        .family(
+            "worker_pool_http_connections",
+            Kind::Gauge,
+            "Client connections open now.",
+        )
         .sample("worker_pool_http_connections", &[], shared.guard.open_connections());
     shared.requests.write(&mut page);
     reply.header(CONTENT_TYPE);

@@ -40,7 +40,12 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds `addr` and starts accepting connections, each answered with
     /// `service` within `limits`; `workers` is reported in the metrics.
-    pub fn start(addr: SocketAddr, service: Arc<TaskService>, workers: WorkerGauge, limits: Limits) -> io::Result<Self> {
+    pub fn start(
+        addr: SocketAddr,
+        service: Arc<TaskService>,
+        workers: WorkerGauge,
+        limits: Limits,
+    ) -> io::Result<Self> {
         let guard = Guard::new(limits);
         guard.watch()?;
         let shared = Arc::new(Shared {
