@@ -86,6 +86,8 @@ check_config() {
     ((${#missing[@]} == 0)) || die "missing tools: ${missing[*]} (wrk: apt-get install wrk)"
     [[ $DURATION =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds, not '$DURATION'"
     [[ $MAX_TASKS =~ ^[0-9]+$ ]] || die "MAX_TASKS must be a number, not '$MAX_TASKS'"
+    ((MAX_TASKS > 0)) || die "MAX_TASKS must be above 0 (the bounded run); COMPARE_UNBOUNDED=1 adds a run with MAX_TASKS=0"
+    [[ $COMPARE_UNBOUNDED == [01] ]] || die "COMPARE_UNBOUNDED must be 0 or 1, not '$COMPARE_UNBOUNDED'"
     [[ $INTERVAL =~ ^[1-9][0-9]*$ ]] || die "INTERVAL must be a whole number of seconds, not '$INTERVAL'"
     local cpus
     cpus=$(nproc --all)
@@ -205,7 +207,8 @@ sample() {
 # a summary line in SUMMARY. BOUND is the created count that marks "bound
 # reached" (MAX_TASKS, or the bounded run's for the unbounded one).
 flood() {
-    local tag=$1 max=$2 bound=$3 tsv=$OUT/flood-$tag.tsv wrk_out=$LOGS/flood-$tag-wrk.txt
+    local tag=$1 max=$2 bound=$3
+    local tsv=$OUT/flood-$tag.tsv wrk_out=$LOGS/flood-$tag-wrk.txt
     log "run '$tag': MAX_TASKS=$max, ${DURATION} s flood of POST /tasks, sampling every $INTERVAL s"
     start_server "$tag" "$max"
     : >"$tsv"
@@ -225,7 +228,7 @@ flood() {
         elapsed=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { print b - a }')
         if awk -v e="$elapsed" -v n="$next" 'BEGIN { exit !(e < n) }'; then
             alive "$SERVER_PID" || server_died "during the flood"
-            sleep 0.2
+            sleep "$(awk -v e="$elapsed" -v n="$next" 'BEGIN { d = n - e; printf "%.3f", (d < 0.2 ? d : 0.2) }')"
             continue
         fi
         sample "$t0" "$tsv"
@@ -245,33 +248,38 @@ flood() {
     hwm=$(status_kib VmHWM)
     stop_server
 
+    local point="the bound"
+    [[ $max == "$bound" ]] || point="the bounded run's bound"
     local line requests=0 duration_us=1 p50_us=NA p99_us=NA non2xx=0 connect=0 read=0 write=0 timeout=0 kv
     line=$(sed -n 's/^BENCH //p' "$wrk_out")
     [[ -n $line ]] || die "no result from wrk (exit status $wrk_status): $(tail -3 "$wrk_out")"
     for kv in $line; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
 
     SUMMARY+=("$(awk -F'\t' -v tag="$tag" -v max="$max" -v bound="$bound" -v hwm="$hwm" -v req="$requests" \
-        -v dur="$duration_us" -v non2xx="$non2xx" -v errs="$((connect + read + write + timeout))" \
-        -v p99="$p99_us" -v interval="$INTERVAL" '
+        -v point="$point" -v dur="$duration_us" -v non2xx="$non2xx" -v errs="$((connect + read + write + timeout))" -v p99="$p99_us" '
         function mib(k) { return sprintf("%.1f", k / 1024) }
-        $5 != "" { rss = $5; if (rss > peak) peak = rss; end = rss; end_t = $1; end_c = $2; end_s = $3; end_e = $4 }
+        NR == 1 { first = $5 }
+        { rss = $5; if (rss > peak) peak = rss; end = rss; end_t = $1; end_c = $2; end_s = $3; end_e = $4 }
         at == "" && bound > 0 && $2 != "NA" && $2 + 0 >= bound { at = rss; at_t = $1; at_c = $2 }
         END {
-            printf "%s (MAX_TASKS=%s): %.0f req/s, %.2f%% non-2xx (503 expected), %d socket errors, p99 %s ms; ",
-                tag, max, req * 1e6 / dur, req > 0 ? 100 * non2xx / req : 0, errs,
-                p99 == "NA" ? "NA" : sprintf("%.2f", p99 / 1000)
-            printf "end: %s created, %s stored, %s evicted at %s s; ", end_c, end_s, end_e, end_t
-            if (at == "") {
-                printf "RSS at bound: NEVER REACHED (%s created needed); ", bound > 0 ? bound : "no bound,"
-                printf "RSS end %s MiB, max %s MiB (sampled), peak %s MiB (VmHWM)", mib(end), mib(peak), mib(hwm)
-            } else {
-                printf "RSS at bound (%s s, %s created) %s MiB, end %s MiB, max %s MiB (sampled), peak %s MiB (VmHWM); ",
-                    at_t, at_c, mib(at), mib(end), mib(peak), mib(hwm)
-                printf "growth after bound %+.1f MiB (%+.1f%%) to the end, %+.1f MiB (%+.1f%%) to the sampled max",
-                    (end - at) / 1024, 100 * (end - at) / at, (peak - at) / 1024, 100 * (peak - at) / at
+            printf "%s (MAX_TASKS=%s): %.0f requests/s, %.2f%% non-2xx (the 503s), %d socket errors, p99 %s ms\n",
+                tag, max, req * 1e6 / dur, (req > 0 ? 100 * non2xx / req : 0), errs,
+                (p99 == "NA" ? "NA" : sprintf("%.2f", p99 / 1000))
+            printf "  last sample (%s s): %s created, %s stored, %s evicted\n", end_t, end_c, end_s, end_e
+            if (at == "")
+                printf "  RSS: idle %s MiB; %s (%s created) NEVER REACHED; end %s MiB; max %s MiB sampled, %s MiB VmHWM",
+                    mib(first), point, bound, mib(end), mib(peak), mib(hwm)
+            else {
+                printf "  RSS: idle %s MiB; at %s (first sample with >= %s created: %s s, %s created) %s MiB;\n",
+                    mib(first), point, bound, at_t, at_c, mib(at)
+                printf "       end %s MiB; max %s MiB sampled, %s MiB VmHWM\n", mib(end), mib(peak), mib(hwm)
+                printf "  growth after %s: %+.1f MiB (%+.1f%%) to the end, %+.1f MiB (%+.1f%%) to the sampled max;\n",
+                    point, (end - at) / 1024, 100 * (end - at) / at, (peak - at) / 1024, 100 * (peak - at) / at
+                printf "       %s bytes per task created after it (%s tasks)",
+                    (end_c > at_c ? sprintf("%.1f", (end - at) * 1024 / (end_c - at_c)) : "NA"), end_c - at_c
             }
         }' "$tsv")")
-    log "${SUMMARY[-1]}"
+    printf '%s\n' "${SUMMARY[-1]}" >&2
     [[ ${SUMMARY[-1]} != *NEVER\ REACHED* ]] ||
         log "warning: run '$tag' never reached $bound tasks created: raise DURATION or lower MAX_TASKS"
 }
@@ -302,7 +310,9 @@ report() {
         echo
         echo "## Summary"
         echo
-        for s in "${SUMMARY[@]}"; do echo "- $s"; done
+        echo '```text'
+        printf '%s\n' "${SUMMARY[@]}"
+        echo '```'
         echo
         echo "## Samples"
         table bounded "$BOUNDED_MAX"
@@ -315,7 +325,7 @@ main() {
     check_config
     mkdir -p "$LOGS"
     trap cleanup EXIT
-    trap 'exit 130' INT TERM
+    trap 'log "interrupted: stopping wrk and the server"; exit 130' INT TERM
     build
     BOUNDED_MAX=$MAX_TASKS
     flood bounded "$MAX_TASKS" "$MAX_TASKS"

@@ -6,6 +6,9 @@
 #   benches/load/run.sh                          # DURATION=10s REPEATS=3
 #   DURATION=5s REPEATS=1 benches/load/run.sh    # smoke run, a few minutes
 #   SCENARIOS="a b g" benches/load/run.sh        # a subset
+#   BASELINE=/path/to/worker-pool SCENARIOS=b benches/load/run.sh
+#                                                # also an older build ("base"),
+#                                                # to measure what a change costs
 #
 # Needs cargo, go (standard library only; builds never touch the network),
 # wrk, taskset, curl and ss. Installs nothing. Builds target/release/worker-pool,
@@ -40,9 +43,13 @@
 # divided by the requests completed); server VmRSS after the run; share of 2xx
 # answers; wrk socket errors.
 #
+# Runs alternate between servers (rep 1 of each, then rep 2 of each, ...), so
+# a slow spell of the machine does not land on one server only.
+#
 # Environment: DURATION (10s) REPEATS (3) WARMUP (3s) CONNECTIONS (64)
 #   PIPELINE (16) MEMORY_TASKS (1000000) BENCH_PORT (18080) SERVER_CPU (0)
-#   LOAD_CPU (1) SCENARIOS ("a b c d e f g")
+#   LOAD_CPU (1) SCENARIOS ("a b c d e f g") BASELINE (unset: a worker-pool
+#   binary to run beside the current one in scenarios a to e, as "base")
 #
 # Output: the tables on stdout and in target/bench/results.md; every run in
 # target/bench/runs.tsv; wrk output and server logs in target/bench/logs/.
@@ -59,6 +66,7 @@ PORT=${BENCH_PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SCENARIOS=${SCENARIOS:-a b c d e f g}
+BASELINE=${BASELINE:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LOAD_DIR=$ROOT/benches/load
@@ -72,6 +80,7 @@ declare -A BIN=(
     [rust]=$ROOT/target/release/worker-pool
     [go]=$ROOT/target/go-reference
     [floor]=$ROOT/target/release/examples/floor
+    [base]=$BASELINE
 )
 declare -A TITLE=(
     [a]="GET /tasks/1, keep-alive"
@@ -81,7 +90,7 @@ declare -A TITLE=(
     [e]="GET /tasks, 100 tasks stored"
 )
 CONFIG_VARS=(HTTP_HOST HTTP_PORT THREADS WORKERS POOL_SIZE SHUTDOWN_TIMEOUT WORK_MIN_MS WORK_MAX_MS MAX_BODY_BYTES
-    MAX_CONNECTIONS IDLE_TIMEOUT
+    MAX_CONNECTIONS IDLE_TIMEOUT MAX_TASKS
     RUST_LOG GOMAXPROCS GOGC GOMEMLIMIT GODEBUG)
 SERVER_PID=
 WRK_PID=
@@ -115,7 +124,7 @@ build() {
     (cd "$ROOT/benches/go-reference" &&
         GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local go build -o "${BIN[go]}" .) || die "go build failed"
     local name
-    for name in rust go floor; do
+    for name in rust go floor ${BASELINE:+base}; do
         [[ -x ${BIN[$name]} ]] || die "no binary at ${BIN[$name]}"
     done
 }
@@ -230,10 +239,12 @@ scenario_load() {
 }
 
 scenario_servers() {
+    local servers="rust go"
+    [[ -z $BASELINE ]] || servers+=" base"
     case $1 in
-    a | b | c) [[ " $SCENARIOS " == *" g "* ]] && echo "rust go floor" || echo "rust go" ;;
-    *) echo "rust go" ;;
+    a | b | c) [[ " $SCENARIOS " != *" g "* ]] || servers+=" floor" ;;
     esac
+    echo "$servers"
 }
 
 # measure SCENARIO SERVER REPEAT: one fresh server, warm-up, measured run, one TSV row.
@@ -423,7 +434,7 @@ report_details() {
     echo "| scenario | server | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | 2xx share (POST: 201) | socket errors | failed runs |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for s in a b c d e; do
-        for srv in rust go floor; do
+        for srv in rust go floor base; do
             grep -qP "^$s\t$srv\t" "$RUNS" || continue
             bad=$(awk -F'\t' -v s="$s" -v srv="$srv" '$1 == s && $2 == srv && $13 != "ok"' "$RUNS" | wc -l)
             printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$s" "$srv" \
@@ -432,6 +443,25 @@ report_details() {
                 "$(fmt "$(median "$s" "$srv" 8)" %.1f)" "$(fmt "$(median "$s" "$srv" 12)" %.4f)" \
                 "$(fmt "$(median "$s" "$srv" 11)" %.0f)" "$bad" "$REPEATS"
         done
+    done
+}
+
+# When BASELINE is set: the current build against it.
+report_baseline() {
+    local s
+    echo
+    echo "Against the baseline build ($BASELINE), medians:"
+    echo
+    echo "| scenario | req/s rust | req/s base | rust/base | CPU µs/req rust | CPU µs/req base | rust/base |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for s in a b c d e; do
+        grep -qP "^$s\tbase\t" "$RUNS" || continue
+        local rps_rust rps_base cpu_rust cpu_base
+        rps_rust=$(median "$s" rust 4) rps_base=$(median "$s" base 4)
+        cpu_rust=$(median "$s" rust 7) cpu_base=$(median "$s" base 7)
+        printf '| %s %s | %s | %s | %s | %s | %s | %s |\n' "$s" "${TITLE[$s]}" \
+            "$(fmt "$rps_rust" %.0f)" "$(fmt "$rps_base" %.0f)" "$(ratio "$rps_rust" "$rps_base")" \
+            "$(fmt "$cpu_rust" %.2f)" "$(fmt "$cpu_base" %.2f)" "$(ratio "$cpu_rust" "$cpu_base")"
     done
 }
 
@@ -457,6 +487,7 @@ report() {
         if [[ -s $RUNS ]]; then
             report_comparison
             report_details
+            [[ -z $BASELINE ]] || report_baseline
         fi
         [[ ! -s $MEMORY ]] || report_memory
         echo
@@ -479,8 +510,8 @@ main() {
     local started=$SECONDS s srv rep
     for s in a b c d e; do
         [[ " $SCENARIOS " == *" $s "* ]] || continue
-        for srv in $(scenario_servers "$s"); do
-            for ((rep = 1; rep <= REPEATS; rep++)); do
+        for ((rep = 1; rep <= REPEATS; rep++)); do
+            for srv in $(scenario_servers "$s"); do
                 measure "$s" "$srv" "$rep"
             done
         done
