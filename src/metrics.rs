@@ -5,7 +5,6 @@
 //! Each layer owns the numbers it can see (the service its task counts, the
 //! HTTP layer its request counts) and writes them through [`Exposition`].
 
-use std::cell::Cell;
 use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -29,11 +28,14 @@ impl Counter {
     }
 }
 
-/// Copies of a table of counters, one per group of threads, so that
-/// threads counting the same thing at once do not fight over one cache
-/// line; a read adds the copies up.
+/// A table of counters cheap enough to bump on every request: each thread
+/// that counts gets a copy of its own (up to [`STRIPES`] threads), which only
+/// it writes, so a count is a plain load and store: no locked instruction,
+/// no cache line shared between cores. Threads beyond that share one copy
+/// and add atomically. A read adds the copies up.
 #[derive(Debug)]
 pub struct StripedCounters<const N: usize> {
+    /// `STRIPES` private copies, then the shared one.
     stripes: Box<[Stripe<N>]>,
 }
 
@@ -42,16 +44,14 @@ pub struct StripedCounters<const N: usize> {
 #[repr(align(128))]
 struct Stripe<const N: usize>([AtomicU64; N]);
 
-/// Copies kept: enough that the threads of a machine this server runs on
-/// rarely share one.
-const STRIPES: usize = 16;
+/// Threads that get a private copy: more than the scheduler threads of any
+/// machine this server is likely to run on.
+const STRIPES: usize = 64;
 
 impl<const N: usize> Default for StripedCounters<N> {
     fn default() -> Self {
         Self {
-            stripes: (0..STRIPES)
-                .map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            stripes: (0..=STRIPES).map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0)))).collect(),
         }
     }
 }
@@ -59,7 +59,17 @@ impl<const N: usize> Default for StripedCounters<N> {
 impl<const N: usize> StripedCounters<N> {
     /// Adds one to counter `index` (< N).
     pub fn increment(&self, index: usize) {
-        self.stripes[thread_stripe()].0[index].fetch_add(1, Ordering::Relaxed);
+        match thread_number() {
+            Some(own) if own < STRIPES => {
+                // Only this thread writes this copy, so load-then-store loses
+                // no count; readers see each store whole.
+                let counter = &self.stripes[own].0[index];
+                counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            }
+            _ => {
+                self.stripes[STRIPES].0[index].fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// The count of counter `index` so far.
@@ -71,21 +81,16 @@ impl<const N: usize> StripedCounters<N> {
     }
 }
 
-/// The stripe of the calling thread: threads take stripes in turn as they
-/// first count. Read once per increment, never held across a coroutine's
-/// yield, so a coroutine moving between threads is harmless.
-fn thread_stripe() -> usize {
+/// A number for the calling thread, unique in the process, given in turn as
+/// threads first ask (`None` while the thread is being torn down). Read once
+/// per count, never held across a coroutine's yield, so a coroutine moving
+/// between threads is harmless: what matters is the thread doing the store.
+fn thread_number() -> Option<usize> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static STRIPE: Cell<Option<usize>> = const { Cell::new(None) };
+        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
     }
-    STRIPE.with(|stripe| {
-        *stripe.get().get_or_insert_with(|| {
-            let assigned = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            stripe.set(Some(assigned));
-            assigned
-        })
-    })
+    NUMBER.try_with(|number| *number).ok()
 }
 
 /// Upper bounds, in seconds, of the buckets of [`Histogram`] (the last,
@@ -207,6 +212,22 @@ mod tests {
             thread.join().unwrap();
         }
         assert_eq!([counters.get(0), counters.get(1), counters.get(2)], [0, 8000, 8]);
+    }
+
+    #[test]
+    fn threads_beyond_the_private_copies_share_one_and_lose_nothing() {
+        let counters = std::sync::Arc::new(StripedCounters::<1>::default());
+        let threads: Vec<_> = (0..STRIPES + 36)
+            .map(|_| {
+                let counters = counters.clone();
+                std::thread::spawn(move || (0..100).for_each(|_| counters.increment(0)))
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(counters.get(0), (STRIPES as u64 + 36) * 100);
+        assert!(counters.stripes[STRIPES].0[0].load(Ordering::Relaxed) > 0);
     }
 
     #[test]

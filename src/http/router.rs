@@ -64,16 +64,16 @@ pub fn route(method: &str, target: &str) -> Routed {
         "/metrics" if readable => Route::Metrics,
         "/openapi.json" if readable => Route::OpenApi,
         "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => Route::MethodNotAllowed(ALLOW_ITEM),
-        _ => task_routes(method, path, readable, query_of(target)),
+        _ => task_routes(method, path, readable, target),
     };
     Routed { route, head }
 }
 
 /// The routes under `/tasks`.
-fn task_routes(method: &str, path: &str, readable: bool, query: &str) -> Route {
+fn task_routes(method: &str, path: &str, readable: bool, target: &str) -> Route {
     match path.strip_prefix("/tasks") {
         Some("") => match method {
-            _ if readable => Route::ListTasks(list_query(query)),
+            _ if readable => Route::ListTasks(list_query(query_of(target))),
             "POST" => Route::CreateTask,
             _ => Route::MethodNotAllowed(ALLOW_COLLECTION),
         },
