@@ -5,6 +5,7 @@
 //! Each layer owns the numbers it can see (the service its task counts, the
 //! HTTP layer its request counts) and writes them through [`Exposition`].
 
+use std::cell::Cell;
 use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -51,7 +52,9 @@ const STRIPES: usize = 64;
 impl<const N: usize> Default for StripedCounters<N> {
     fn default() -> Self {
         Self {
-            stripes: (0..=STRIPES).map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0)))).collect(),
+            stripes: (0..=STRIPES)
+                .map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
         }
     }
 }
@@ -87,10 +90,19 @@ impl<const N: usize> StripedCounters<N> {
 /// between threads is harmless: what matters is the thread doing the store.
 fn thread_number() -> Option<usize> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
+    const UNASSIGNED: usize = usize::MAX;
     thread_local! {
-        static NUMBER: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+        // Const-initialised and without a destructor: reading it is one load.
+        static NUMBER: Cell<usize> = const { Cell::new(UNASSIGNED) };
     }
-    NUMBER.try_with(|number| *number).ok()
+    NUMBER
+        .try_with(|number| {
+            if number.get() == UNASSIGNED {
+                number.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            number.get()
+        })
+        .ok()
 }
 
 /// Upper bounds, in seconds, of the buckets of [`Histogram`] (the last,

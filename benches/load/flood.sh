@@ -58,6 +58,8 @@ LOAD_CPU=${LOAD_CPU:-1}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 LOAD_DIR=$ROOT/benches/load
+# shellcheck source=benches/load/lib.sh
+source "$LOAD_DIR/lib.sh"
 OUT=$ROOT/target/bench
 LOGS=$OUT/logs
 REPORT=$OUT/flood.md
@@ -71,12 +73,6 @@ WRK_PID=
 SERVER_LOG=
 # The summary lines of every run, for the report and the end.
 SUMMARY=()
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
 
 check_config() {
     local tool missing=()
@@ -102,23 +98,6 @@ build() {
 
 # --- processes ----------------------------------------------------------------
 
-alive() {
-    local state
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n $state && $state != Z ]]
-}
-
-port_in_use() { ss -Hltn "sport = :$PORT" | grep -q .; }
-
-wait_port_free() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        port_in_use || return 0
-        sleep 0.1
-    done
-    die "port $PORT is still in use (set BENCH_PORT to another port)"
-}
-
 # server_died CONTEXT: the server is gone; show why and fail.
 server_died() {
     local code=?
@@ -133,36 +112,15 @@ server_died() {
 
 # start_server TAG MAX_TASKS: a fresh server, pinned, once its log says it listens.
 start_server() {
-    local tag=$1 max=$2 unset=() var i
-    for var in "${CONFIG_VARS[@]}"; do unset+=(-u "$var"); done
-    wait_port_free
+    local tag=$1 max=$2 i
     SERVER_LOG=$LOGS/flood-$tag-server.log
-    (cd "$OUT" && exec env "${unset[@]}" HTTP_HOST=127.0.0.1 HTTP_PORT="$PORT" SHUTDOWN_TIMEOUT=1 MAX_TASKS="$max" \
-        taskset -c "$SERVER_CPU" "$BIN") >"$SERVER_LOG" 2>&1 &
-    SERVER_PID=$!
+    launch_server "$SERVER_LOG" "$BIN" MAX_TASKS="$max"
     for ((i = 0; i < 100; i++)); do
         alive "$SERVER_PID" || server_died "at start-up"
         grep -qF "listening on 127.0.0.1:$PORT:" "$SERVER_LOG" && return 0
         sleep 0.1
     done
     die "the server did not log 'listening on 127.0.0.1:$PORT:' within 10 s"
-}
-
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 150; i++)); do
-        alive "$SERVER_PID" || break
-        sleep 0.1
-    done
-    if alive "$SERVER_PID"; then
-        log "server $SERVER_PID ignored SIGTERM for 15 s: killing it"
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-    wait_port_free
 }
 
 stop_wrk() {

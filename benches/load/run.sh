@@ -75,6 +75,8 @@ LOGS=$OUT/logs
 RUNS=$OUT/runs.tsv
 MEMORY=$OUT/memory.tsv
 URL=http://127.0.0.1:$PORT
+# shellcheck source=benches/load/lib.sh
+source "$LOAD_DIR/lib.sh"
 
 declare -A BIN=(
     [rust]=$ROOT/target/release/worker-pool
@@ -94,12 +96,6 @@ CONFIG_VARS=(HTTP_HOST HTTP_PORT THREADS WORKERS POOL_SIZE SHUTDOWN_TIMEOUT WORK
     RUST_LOG GOMAXPROCS GOGC GOMEMLIMIT GODEBUG)
 SERVER_PID=
 WRK_PID=
-
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() {
-    log "error: $*"
-    exit 1
-}
 
 # --- tools and builds ---------------------------------------------------------
 
@@ -131,55 +127,17 @@ build() {
 
 # --- processes ----------------------------------------------------------------
 
-alive() {
-    local state
-    state=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1) || return 1
-    [[ -n $state && $state != Z ]]
-}
-
-port_in_use() { ss -Hltn "sport = :$PORT" | grep -q .; }
-
-wait_port_free() {
-    local i
-    for ((i = 0; i < 200; i++)); do
-        port_in_use || return 0
-        sleep 0.1
-    done
-    die "port $PORT is still in use (set BENCH_PORT to another port)"
-}
-
 # start_server NAME [VAR=value...]: a fresh server, pinned, once it answers.
 start_server() {
-    local name=$1 unset=() var i
+    local name=$1 i
     shift
-    for var in "${CONFIG_VARS[@]}"; do unset+=(-u "$var"); done
-    wait_port_free
-    (cd "$OUT" && exec env "${unset[@]}" HTTP_HOST=127.0.0.1 HTTP_PORT="$PORT" SHUTDOWN_TIMEOUT=1 "$@" \
-        taskset -c "$SERVER_CPU" "${BIN[$name]}") >"$LOGS/server-$name.log" 2>&1 &
-    SERVER_PID=$!
+    launch_server "$LOGS/server-$name.log" "${BIN[$name]}" "$@"
     for ((i = 0; i < 100; i++)); do
         alive "$SERVER_PID" || die "$name server exited at start-up: $(tail -5 "$LOGS/server-$name.log")"
         curl -s -o /dev/null --max-time 1 "$URL/tasks/0" && return 0
         sleep 0.1
     done
     die "$name server did not answer on $URL within 10 s"
-}
-
-stop_server() {
-    [[ -n $SERVER_PID ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 150; i++)); do
-        alive "$SERVER_PID" || break
-        sleep 0.1
-    done
-    if alive "$SERVER_PID"; then
-        log "server $SERVER_PID ignored SIGTERM for 15 s: killing it"
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=
-    wait_port_free
 }
 
 cleanup() {

@@ -29,8 +29,16 @@ pub struct Shared {
     pub requests: RequestCounters,
 }
 
-/// The per-connection state may_minihttp calls for each request.
+/// The per-connection service may_minihttp calls for each request.
 pub struct Connection {
+    state: ConnectionState,
+    /// Header lines built for the current answer; see [`LibraryReply`].
+    /// Apart from `state` so that an answer can borrow both at once.
+    built_headers: Vec<String>,
+}
+
+/// What a connection keeps between its requests.
+struct ConnectionState {
     socket: Socket,
     shared: Arc<Shared>,
     /// The connection's place under the guard; `None` if it was refused.
@@ -40,33 +48,35 @@ pub struct Connection {
     closing: bool,
     /// The current request's body, reused across requests.
     body: Vec<u8>,
-    /// Header lines built for the current answer; see [`LibraryReply`].
-    built_headers: Vec<String>,
 }
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 impl Connection {
-    /// State for the connection whose socket descriptor may_minihttp passed
-    /// as the service id. Over the connection limit, the client is told so
-    /// and the connection closed.
+    /// The service for the connection whose socket descriptor may_minihttp
+    /// passed as the service id. Over the connection limit, the client is
+    /// told so and the connection closed.
     pub fn new(connection_id: usize, shared: Arc<Shared>) -> Self {
         let socket = Socket::from_connection_id(connection_id);
         let admission = shared.guard.admit(socket);
-        let mut connection = Self {
+        let mut state = ConnectionState {
             socket,
             shared,
             admission,
             closing: false,
             body: Vec::new(),
-            built_headers: Vec::new(),
         };
-        if connection.admission.is_none() {
-            connection.refuse((503, "Service Unavailable"), "too many open connections");
+        if state.admission.is_none() {
+            state.refuse((503, "Service Unavailable"), "too many open connections");
         }
-        connection
+        Self {
+            state,
+            built_headers: Vec::new(),
+        }
     }
+}
 
+impl ConnectionState {
     fn max_body_bytes(&self) -> usize {
         self.shared.guard.limits().max_body_bytes
     }
@@ -146,20 +156,21 @@ impl Connection {
 
 impl HttpService for Connection {
     fn call(&mut self, request: Request, response: &mut Response) -> io::Result<()> {
-        let mut built_headers = std::mem::take(&mut self.built_headers);
-        built_headers.clear();
+        if !self.built_headers.is_empty() {
+            self.built_headers.clear();
+        }
         let mut reply = LibraryReply {
             response,
             code: 200,
-            built_headers: &mut built_headers,
+            built_headers: &mut self.built_headers,
         };
-        self.serve(request, &mut reply);
-        self.built_headers = built_headers;
+        self.state.serve(request, &mut reply);
         Ok(())
     }
 }
 
-impl Connection {
+impl ConnectionState {
+    /// Answers one request.
     fn serve(&mut self, request: Request, response: &mut LibraryReply) {
         let head = message::inspect(request.version(), request.headers());
         if self.closing {

@@ -58,32 +58,38 @@ pub fn route(method: &str, target: &str) -> Routed {
             head,
         };
     };
-    let route = match path {
+    let route = match path.strip_prefix("/tasks") {
+        Some(rest) => task_routes(method, rest, readable, target),
+        None => operations_route(path, readable),
+    };
+    Routed { route, head }
+}
+
+/// The routes under `/tasks`, the busy ones, so they are tried first;
+/// `rest` is the path after `/tasks`.
+fn task_routes(method: &str, rest: &str, readable: bool, target: &str) -> Route {
+    if rest.is_empty() {
+        return match method {
+            _ if readable => Route::ListTasks(list_query(query_of(target))),
+            "POST" => Route::CreateTask,
+            _ => Route::MethodNotAllowed(ALLOW_COLLECTION),
+        };
+    }
+    match rest.strip_prefix('/') {
+        Some(segment) if !segment.is_empty() && !segment.as_bytes().contains(&b'/') => task_route(segment, readable),
+        _ => Route::NotFound,
+    }
+}
+
+/// The routes for operating the server: probes, metrics, the API document.
+fn operations_route(path: &str, readable: bool) -> Route {
+    match path {
         "/healthz" if readable => Route::Health,
         "/readyz" if readable => Route::Ready,
         "/metrics" if readable => Route::Metrics,
         "/openapi.json" if readable => Route::OpenApi,
         "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => Route::MethodNotAllowed(ALLOW_ITEM),
-        _ => task_routes(method, path, readable, target),
-    };
-    Routed { route, head }
-}
-
-/// The routes under `/tasks`.
-fn task_routes(method: &str, path: &str, readable: bool, target: &str) -> Route {
-    match path.strip_prefix("/tasks") {
-        Some("") => match method {
-            _ if readable => Route::ListTasks(list_query(query_of(target))),
-            "POST" => Route::CreateTask,
-            _ => Route::MethodNotAllowed(ALLOW_COLLECTION),
-        },
-        Some(rest) => match rest.strip_prefix('/') {
-            Some(segment) if !segment.is_empty() && !segment.as_bytes().contains(&b'/') => {
-                task_route(segment, readable)
-            }
-            _ => Route::NotFound,
-        },
-        None => Route::NotFound,
+        _ => Route::NotFound,
     }
 }
 
