@@ -56,6 +56,11 @@ impl BufferedReply {
         self.headers.clear();
         self.body.clear();
     }
+
+    /// Whether the answer has this header line.
+    pub fn has_header(&self, line: &str) -> bool {
+        self.headers.iter().any(|header| header == line)
+    }
 }
 
 impl Reply for BufferedReply {
@@ -76,12 +81,6 @@ impl Reply for BufferedReply {
     }
 }
 
-impl BufferedReply {
-    /// Whether the answer has this header line.
-    pub fn has_header(&self, line: &str) -> bool {
-        self.headers.iter().any(|header| header == line)
-    }
-}
 
 const JSON: &str = "Content-Type: application/json";
 
@@ -100,6 +99,8 @@ pub fn answer(service: &TaskService, route: &Route, body: &[u8], reply: &mut imp
             reply.header(JSON);
             reply.body().extend_from_slice(openapi::DOCUMENT.as_bytes());
         }
+        // The page needs the connection-wide counts, so the connection
+        // answers it with `http::metrics::answer` and never sends it here.
         Route::Metrics => error(
             reply,
             500,
