@@ -81,7 +81,6 @@ impl Reply for BufferedReply {
     }
 }
 
-
 const JSON: &str = "Content-Type: application/json";
 
 /// Answers `route`; `body` is the request body (empty when there is none).
