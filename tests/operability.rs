@@ -252,6 +252,29 @@ fn the_openapi_document_describes_the_routes_the_server_has() {
     assert_eq!(server.get("/nowhere").status, 404);
 }
 
+/// Each answer's `Link` line is built per answer and handed to the HTTP
+/// library by reference (see `LibraryReply` in src/http/connection.rs):
+/// pipelined in one write, every answer must still carry its own.
+#[test]
+fn pipelined_pages_each_carry_their_own_link() {
+    let server = Server::start(&SLOW);
+    for i in 0..8 {
+        server.create_task(&format!("task {i}"));
+    }
+    let mut conn = server.connect();
+    let batch: Vec<u8> = (0..7)
+        .flat_map(|after| common::request_bytes("GET", &format!("/tasks?limit=1&after={after}"), &[], b""))
+        .collect();
+    conn.send(batch);
+    for (after, response) in conn.read_responses(7).into_iter().enumerate() {
+        assert_eq!(ids_of(&response.json()), [after as i64 + 1], "{response:?}");
+        let expected = format!("</tasks?after={}&limit=1>; rel=\"next\"", after + 1);
+        assert_eq!(response.header("link"), Some(expected.as_str()), "{response:?}");
+    }
+    let last = conn.get("/tasks?limit=1&after=7");
+    assert_eq!((ids_of(&last.json()), last.header("link")), (vec![8], None));
+}
+
 #[test]
 fn head_of_the_listing_keeps_the_link() {
     let server = Server::start(&SLOW);
