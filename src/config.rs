@@ -39,6 +39,9 @@ pub struct Config {
     /// Most tasks kept in memory; past it the oldest finished tasks are
     /// evicted (`MAX_TASKS`, default 1,000,000; 0 for no bound).
     pub max_tasks: usize,
+    /// Most bytes of task titles and descriptions kept in memory, evicted
+    /// the same way (`MAX_TEXT_BYTES`, default 1 GiB; 0 for no bound).
+    pub max_text_bytes: usize,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(60),
             max_tasks: 1_000_000,
+            max_text_bytes: 1 << 30,
         }
     }
 }
@@ -152,6 +156,7 @@ impl Config {
             max_connections: read.in_range("MAX_CONNECTIONS", defaults.max_connections, 1, 1_000_000)?,
             idle_timeout: read.seconds("IDLE_TIMEOUT", defaults.idle_timeout, 1)?,
             max_tasks: read.in_range("MAX_TASKS", defaults.max_tasks, 0, 1_000_000_000)?,
+            max_text_bytes: read.in_range("MAX_TEXT_BYTES", defaults.max_text_bytes, 0, 1 << 40)?,
         };
         if config.work.min_ms > config.work.max_ms {
             return Err(ConfigError {
@@ -227,6 +232,7 @@ mod tests {
         assert_eq!(config.max_connections, 10_000);
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.max_tasks, 1_000_000);
+        assert_eq!(config.max_text_bytes, 1 << 30);
     }
 
     #[test]
@@ -244,6 +250,7 @@ mod tests {
             ("MAX_CONNECTIONS", "7"),
             ("IDLE_TIMEOUT", "3"),
             ("MAX_TASKS", "0"),
+            ("MAX_TEXT_BYTES", "4096"),
         ])
         .unwrap();
         assert_eq!(config.http_host, IpAddr::from([127, 0, 0, 1]));
@@ -256,6 +263,7 @@ mod tests {
         assert_eq!(config.max_connections, 7);
         assert_eq!(config.idle_timeout, Duration::from_secs(3));
         assert_eq!(config.max_tasks, 0);
+        assert_eq!(config.max_text_bytes, 4096);
     }
 
     #[test]
@@ -275,6 +283,7 @@ mod tests {
             ("MAX_CONNECTIONS", "0"),
             ("IDLE_TIMEOUT", "0"),
             ("MAX_TASKS", "-1"),
+            ("MAX_TEXT_BYTES", "1.5"),
         ];
         for (name, value) in cases {
             let err = config_from(&[(name, value)]).unwrap_err();

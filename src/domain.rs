@@ -171,6 +171,12 @@ impl Task {
         Duration::from_millis(u64::from(self.work_ms))
     }
 
+    /// How many bytes its title and description take as stored (as JSON
+    /// string literals, quotes included).
+    pub fn text_bytes(&self) -> usize {
+        self.json_text.len()
+    }
+
     /// The title as a JSON string literal, quotes included.
     pub fn title_json(&self) -> &str {
         &self.json_text[..self.title_end as usize]
@@ -398,6 +404,6 @@ mod tests {
         let short = Task::new("task 123456", "", Duration::ZERO);
         assert!(!short.json_text.is_heap_allocated());
         let long = Task::new(&"x".repeat(100), "", Duration::ZERO);
-        assert_eq!(long.json_text.len(), 104);
+        assert_eq!(long.text_bytes(), 104);
     }
 }

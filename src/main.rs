@@ -15,7 +15,7 @@ use worker_pool::http::guard::Limits;
 use worker_pool::pool::{TaskQueue, WorkerPool};
 use worker_pool::service::TaskService;
 use worker_pool::shutdown::{self, Outcome, ShutdownSignals};
-use worker_pool::store::TaskStore;
+use worker_pool::store::{Bounds, TaskStore};
 
 /// Coroutine stack size in words: room for serde's bounded recursion on
 /// deeply nested JSON bodies, well above may's default of 0x1000.
@@ -46,7 +46,10 @@ fn main() -> ExitCode {
 fn serve(config: &Config) -> std::io::Result<Outcome> {
     let signals = ShutdownSignals::register()?;
     let queue = Arc::new(TaskQueue::new(config.pool_size));
-    let store = Arc::new(TaskStore::with_max_tasks(config.max_tasks));
+    let store = Arc::new(TaskStore::bounded(Bounds {
+        max_tasks: config.max_tasks,
+        max_text_bytes: config.max_text_bytes,
+    }));
     let service = Arc::new(TaskService::new(store, queue.clone(), config.work));
     let runner = service.clone();
     let pool = WorkerPool::start(

@@ -151,8 +151,9 @@ impl TaskService {
     }
 
     /// Calls `each` for the tasks of one page of the listing, in id order,
-    /// and returns the id the next page starts after, if tasks may follow.
-    pub fn list(&self, query: &PageQuery, each: impl FnMut(TaskId, &Task)) -> Option<TaskId> {
+    /// until it says the page has no more room, and returns the id the next
+    /// page starts after, if tasks may follow.
+    pub fn list(&self, query: &PageQuery, each: impl FnMut(TaskId, &Task) -> bool) -> Option<TaskId> {
         self.store.page(query, each)
     }
 
@@ -193,9 +194,15 @@ impl TaskService {
             page.sample("worker_pool_tasks", &[("status", status.as_str())], count);
         }
         page.family(
+            "worker_pool_tasks_text_bytes",
+            Kind::Gauge,
+            "Bytes of task titles and descriptions held in memory.",
+        )
+        .sample("worker_pool_tasks_text_bytes", &[], stats.text_bytes);
+        page.family(
             "worker_pool_tasks_evicted_total",
             Kind::Counter,
-            "Finished tasks evicted to stay within MAX_TASKS.",
+            "Finished tasks evicted to stay within MAX_TASKS and MAX_TEXT_BYTES.",
         )
         .sample("worker_pool_tasks_evicted_total", &[], stats.evicted);
         page.family(
@@ -366,7 +373,10 @@ mod tests {
         }
         let mut seen = Vec::new();
         let query = page_query(Some("15"), Some("3"), None).unwrap();
-        let next = service.list(&query, |id, _| seen.push(id));
+        let next = service.list(&query, |id, _| {
+            seen.push(id);
+            true
+        });
         assert_eq!((seen, next), ((4..=18).collect::<Vec<_>>(), Some(18)));
     }
 

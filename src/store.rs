@@ -64,11 +64,23 @@ pub struct PageQuery {
 /// the next page resumes, so no request does unbounded work.
 pub const PAGE_SCAN_BUDGET: usize = 100_000;
 
+/// What the store may hold before it evicts; a field of 0 sets no bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bounds {
+    /// The most tasks.
+    pub max_tasks: usize,
+    /// The most bytes of task text (titles and descriptions, as stored),
+    /// so that large tasks cannot take memory that a count alone allows.
+    pub max_text_bytes: usize,
+}
+
 /// Counts kept for the metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Tasks stored now.
     pub stored: usize,
+    /// Bytes of task text stored now.
+    pub text_bytes: usize,
     /// Tasks stored now in each status, indexed by [`TaskStatus::index`].
     pub by_status: [usize; 4],
     /// Tasks evicted since start.
@@ -95,11 +107,12 @@ pub struct TaskStore {
     last_id: AtomicI64,
     /// How many tasks are stored (dashmap's own count locks every shard).
     stored: AtomicUsize,
+    /// Bytes of task text stored.
+    text_bytes: AtomicUsize,
     /// How many stored tasks are in each status.
     by_status: [AtomicUsize; 4],
     evicted: AtomicU64,
-    /// The bound on stored tasks; 0 for none.
-    max_tasks: usize,
+    bounds: Bounds,
     eviction: Mutex<Eviction>,
     /// The eviction cursor as of the last eviction: a missing id below it
     /// was evicted.
@@ -132,20 +145,29 @@ impl Default for TaskStore {
 impl TaskStore {
     /// An empty, unbounded store whose first id will be 1.
     pub fn new() -> Self {
-        Self::with_max_tasks(0)
+        Self::bounded(Bounds::default())
     }
 
-    /// An empty store keeping at most `max_tasks` tasks (0: no bound) by
-    /// evicting the oldest finished ones. Pending and running tasks are
-    /// never evicted, so they may take the store past the bound.
+    /// An empty store keeping at most `max_tasks` tasks (0: no bound).
     pub fn with_max_tasks(max_tasks: usize) -> Self {
+        Self::bounded(Bounds {
+            max_tasks,
+            max_text_bytes: 0,
+        })
+    }
+
+    /// An empty store kept within `bounds` by evicting the oldest finished
+    /// tasks. Pending and running tasks are never evicted, so they may take
+    /// the store past its bounds.
+    pub fn bounded(bounds: Bounds) -> Self {
         Self {
             tasks: DashMap::with_hasher_and_shard_amount(FxBuildHasher, SHARDS),
             last_id: AtomicI64::new(0),
             stored: AtomicUsize::new(0),
+            text_bytes: AtomicUsize::new(0),
             by_status: Default::default(),
             evicted: AtomicU64::new(0),
-            max_tasks,
+            bounds,
             eviction: Mutex::new(Eviction {
                 cursor: 1,
                 kept: VecDeque::new(),
@@ -158,6 +180,7 @@ impl TaskStore {
     /// evicts the oldest finished tasks first.
     pub fn insert(&self, task: Task) -> TaskId {
         self.by_status[task.status().index()].fetch_add(1, Ordering::Relaxed);
+        self.text_bytes.fetch_add(task.text_bytes(), Ordering::AcqRel);
         let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
         self.tasks.insert(id, task);
         self.stored.fetch_add(1, Ordering::AcqRel);
@@ -207,28 +230,36 @@ impl TaskStore {
     }
 
     /// Calls `each` for the tasks of one page, in id order, and returns the
-    /// id the next page starts after, or `None` when no task follows.
-    pub fn page(&self, query: &PageQuery, each: impl FnMut(TaskId, &Task)) -> Option<TaskId> {
+    /// id the next page starts after, or `None` when no task follows. `each`
+    /// returns whether the page has room for more (a caller bounding the
+    /// page's size in bytes ends it early so).
+    pub fn page(&self, query: &PageQuery, each: impl FnMut(TaskId, &Task) -> bool) -> Option<TaskId> {
         self.page_within(query, PAGE_SCAN_BUDGET, each)
     }
 
-    fn page_within(&self, query: &PageQuery, budget: usize, mut each: impl FnMut(TaskId, &Task)) -> Option<TaskId> {
+    fn page_within(
+        &self,
+        query: &PageQuery,
+        budget: usize,
+        mut each: impl FnMut(TaskId, &Task) -> bool,
+    ) -> Option<TaskId> {
         let (kept, cursor) = self.kept_after(query.after, budget);
         let first_unpassed = query.after.saturating_add(1).max(cursor);
         let last = self.last_id.load(Ordering::Acquire);
         let mut taken = 0;
+        let mut room = true;
         let mut resume_after = query.after;
         for (examined, id) in kept.into_iter().chain(first_unpassed..=last).enumerate() {
             if examined == budget {
                 return Some(resume_after);
             }
-            let page_full = taken == query.limit;
+            let page_full = taken == query.limit || !room;
             let task = self.tasks.get(&id);
             if let Some(task) = task.filter(|task| query.status.is_none_or(|status| task.status() == status)) {
                 if page_full {
                     return Some(resume_after);
                 }
-                each(id, &task);
+                room = each(id, &task);
                 taken += 1;
             }
             if !page_full {
@@ -274,6 +305,7 @@ impl TaskStore {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             stored: self.len(),
+            text_bytes: self.text_bytes.load(Ordering::Relaxed),
             by_status: self.by_status.each_ref().map(|count| count.load(Ordering::Relaxed)),
             evicted: self.evicted.load(Ordering::Relaxed),
         }
@@ -282,9 +314,18 @@ impl TaskStore {
     /// Evicts if the store is over its bound: called when a task is added
     /// and when one finishes (and so becomes evictable).
     fn evict_if_over_bound(&self) {
-        if self.max_tasks != 0 && self.len() > self.max_tasks {
+        if self.over_bound() {
             self.evict_over_bound();
         }
+    }
+
+    fn over_bound(&self) -> bool {
+        let Bounds {
+            max_tasks,
+            max_text_bytes,
+        } = self.bounds;
+        (max_tasks != 0 && self.len() > max_tasks)
+            || (max_text_bytes != 0 && self.text_bytes.load(Ordering::Acquire) > max_text_bytes)
     }
 
     /// Evicts until the store is within its bound or nothing more can go.
@@ -299,12 +340,12 @@ impl TaskStore {
                 Err(TryLockError::WouldBlock) => return,
             };
             let mut progressed = false;
-            while self.len() > self.max_tasks && self.evict_oldest_finished(&mut eviction) {
+            while self.over_bound() && self.evict_oldest_finished(&mut eviction) {
                 progressed = true;
             }
             self.evicted_below.store(eviction.cursor, Ordering::Release);
             drop(eviction);
-            if !progressed || self.len() <= self.max_tasks {
+            if !progressed || !self.over_bound() {
                 return;
             }
         }
@@ -359,6 +400,7 @@ impl TaskStore {
                 let (_, task) = task.remove_entry();
                 self.by_status[task.status().index()].fetch_sub(1, Ordering::Relaxed);
                 self.stored.fetch_sub(1, Ordering::AcqRel);
+                self.text_bytes.fetch_sub(task.text_bytes(), Ordering::AcqRel);
                 self.evicted.fetch_add(1, Ordering::Relaxed);
                 Evicting::Removed
             }
@@ -432,7 +474,10 @@ mod tests {
     ) -> (Vec<TaskId>, Option<TaskId>) {
         let mut ids = Vec::new();
         let query = PageQuery { after, limit, status };
-        let next = store.page_within(&query, budget, |id, _| ids.push(id));
+        let next = store.page_within(&query, budget, |id, _| {
+            ids.push(id);
+            true
+        });
         (ids, next)
     }
 
@@ -525,6 +570,43 @@ mod tests {
         assert_eq!(store.stats().evicted, 3);
         finish(&store, 5);
         assert_eq!(page(&store, 3, 10, None), (vec![4, 5], None));
+    }
+
+    #[test]
+    fn a_page_ends_where_its_caller_runs_out_of_room() {
+        let store = TaskStore::new();
+        for _ in 0..5 {
+            add(&store);
+        }
+        let mut ids = Vec::new();
+        let query = PageQuery {
+            after: 0,
+            limit: 10,
+            status: None,
+        };
+        let next = store.page(&query, |id, _| {
+            ids.push(id);
+            ids.len() < 2
+        });
+        assert_eq!((ids, next), (vec![1, 2], Some(2)));
+    }
+
+    #[test]
+    fn over_the_text_bound_the_oldest_finished_tasks_are_evicted() {
+        let store = TaskStore::bounded(Bounds {
+            max_tasks: 0,
+            max_text_bytes: 250,
+        });
+        let big = |store: &TaskStore| store.insert(Task::new(&"x".repeat(98), "", Duration::ZERO));
+        for _ in 0..2 {
+            let id = big(&store);
+            finish(&store, id);
+        }
+        assert_eq!(store.stats().text_bytes, 2 * 102);
+        big(&store);
+        assert_eq!(store.with_task(1, Task::status), Err(Absent::Evicted));
+        assert_eq!(store.stats().text_bytes, 2 * 102);
+        assert_eq!(store.len(), 2);
     }
 
     #[test]

@@ -134,6 +134,44 @@ fn past_max_tasks_the_oldest_finished_tasks_expire() {
     assert_eq!(metrics["worker_pool_task_run_seconds_count"], 7.0);
 }
 
+#[test]
+fn past_max_text_bytes_the_oldest_finished_tasks_expire() {
+    let server = Server::start(&[("MAX_TEXT_BYTES", "200000"), ("WORK_MIN_MS", "0"), ("WORK_MAX_MS", "0")]);
+    let title = "x".repeat(60_000);
+    for _ in 1..=5 {
+        let id = server.create_task(&title);
+        eventually(LOG_TIMEOUT, "the task to be done", || {
+            (server.get(&format!("/tasks/{id}")).json()["status"] == "done").then_some(())
+        });
+    }
+    assert_eq!(ids_of(&server.get("/tasks").json()), [3, 4, 5]);
+    assert_eq!(server.get("/tasks/2").status, 410);
+    let metrics = scrape(&server);
+    assert_eq!(metrics["worker_pool_tasks_text_bytes"], 3.0 * 60_004.0);
+    assert_eq!(metrics["worker_pool_tasks_evicted_total"], 2.0);
+}
+
+#[test]
+fn a_page_ends_at_four_mebibytes_whatever_its_limit() {
+    let server = Server::start(&SLOW);
+    let title = "y".repeat(60_000);
+    for _ in 0..80 {
+        server.create_task(&title);
+    }
+    let first = server.get("/tasks?limit=10000");
+    assert!(
+        first.body.len() >= 4 << 20 && first.body.len() < (4 << 20) + 61_000,
+        "{}",
+        first.body.len()
+    );
+    let taken = ids_of(&first.json());
+    assert_eq!(taken, (1..=taken.len() as i64).collect::<Vec<_>>());
+    let link = format!("</tasks?after={}&limit=10000>; rel=\"next\"", taken.len());
+    assert_eq!(first.header("link"), Some(link.as_str()));
+    let (all, pages) = walk_pages(&server, "/tasks?limit=10000", 10_000);
+    assert_eq!((all, pages), ((1..=80).collect(), 2));
+}
+
 /// The metrics page as sample name (with labels) to value, after checking
 /// that every sample belongs to a family announced by `# TYPE`.
 fn scrape(server: &Server) -> HashMap<String, f64> {

@@ -124,12 +124,18 @@ fn list_tasks(service: &TaskService, page: &PageQuery, reply: &mut impl Reply) {
         out.put_slice(separator);
         separator = b",";
         task.write_summary_json(id, out);
+        out.len() < MAX_PAGE_BYTES
     });
     out.put_slice(b"]\n");
     if let Some(after) = next {
         reply.header_built(next_page_link(page, after));
     }
 }
+
+/// Past this many bytes of body a page ends, with a link to the rest,
+/// whatever its `limit`: 10,000 tasks with the longest titles allowed would
+/// otherwise make one answer of hundreds of megabytes.
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
 /// The RFC 8288 `Link` header line pointing at the page after `after`.
 fn next_page_link(page: &PageQuery, after: TaskId) -> String {
