@@ -163,6 +163,11 @@ impl Exposition {
         self
     }
 
+    /// Writes a family that has one sample and no labels.
+    pub fn single(&mut self, name: &str, kind: Kind, help: &str, value: impl Display) -> &mut Self {
+        self.family(name, kind, help).sample(name, &[], value)
+    }
+
     /// Writes one sample. Label values are written as given: callers pass
     /// only fixed names that need no escaping.
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) -> &mut Self {
@@ -247,10 +252,12 @@ mod tests {
         let mut page = Exposition::default();
         page.family("jobs_total", Kind::Counter, "Jobs seen.")
             .sample("jobs_total", &[("kind", "a"), ("class", "2xx")], 3)
-            .sample("jobs_total", &[], 4);
+            .sample("jobs_total", &[], 4)
+            .single("depth", Kind::Gauge, "Depth now.", 2);
         assert_eq!(
             page.into_text(),
-            "# HELP jobs_total Jobs seen.\n# TYPE jobs_total counter\njobs_total{kind=\"a\",class=\"2xx\"} 3\njobs_total 4\n"
+            "# HELP jobs_total Jobs seen.\n# TYPE jobs_total counter\njobs_total{kind=\"a\",class=\"2xx\"} 3\njobs_total 4\n\
+             # HELP depth Depth now.\n# TYPE depth gauge\ndepth 2\n"
         );
     }
 

@@ -125,7 +125,7 @@ pub type Job = Arc<dyn Fn(usize, TaskId) + Send + Sync>;
 /// A fixed set of worker coroutines draining one [`TaskQueue`].
 pub struct WorkerPool {
     queue: Arc<TaskQueue>,
-    busy: WorkerGauge,
+    gauge: WorkerGauge,
     live: Arc<(Mutex<usize>, Condvar)>,
 }
 
@@ -153,7 +153,7 @@ impl WorkerPool {
     pub fn start(workers: usize, queue: Arc<TaskQueue>, job: Job) -> std::io::Result<Self> {
         let pool = Self {
             queue,
-            busy: WorkerGauge {
+            gauge: WorkerGauge {
                 running: (0..workers).map(|_| AtomicI64::new(0)).collect(),
             },
             live: Arc::new((Mutex::new(workers), Condvar::new())),
@@ -166,7 +166,7 @@ impl WorkerPool {
 
     fn spawn_worker(&self, index: usize, job: Job) -> std::io::Result<()> {
         let queue = self.queue.clone();
-        let busy = self.busy.running.clone();
+        let busy = self.gauge.running.clone();
         let exit = ExitSignal(self.live.clone());
         let builder = may::coroutine::Builder::new().name(format!("worker-{}", index + 1));
         // SAFETY: may marks spawning unsafe because a coroutine that holds a
@@ -195,17 +195,17 @@ impl WorkerPool {
 
     /// How many workers the pool was started with.
     pub fn size(&self) -> usize {
-        self.busy.size()
+        self.gauge.size()
     }
 
     /// How many workers are running a task right now.
     pub fn busy(&self) -> usize {
-        self.busy.busy()
+        self.gauge.busy()
     }
 
     /// A view of the workers' activity that outlives borrowing the pool.
     pub fn gauge(&self) -> WorkerGauge {
-        self.busy.clone()
+        self.gauge.clone()
     }
 
     /// Stops accepting ids; workers finish everything already queued, then

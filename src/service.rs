@@ -182,30 +182,30 @@ impl TaskService {
     /// Writes the task, queue and eviction metrics.
     pub fn write_metrics(&self, page: &mut Exposition) {
         let stats = self.store.stats();
-        page.family(
+        page.single(
             "worker_pool_tasks_created_total",
             Kind::Counter,
             "Tasks created by POST /tasks, queued or refused.",
-        )
-        .sample("worker_pool_tasks_created_total", &[], self.counts.created.get());
+            self.counts.created.get(),
+        );
         page.family("worker_pool_tasks", Kind::Gauge, "Tasks held in memory, by status.");
         for status in TaskStatus::ALL {
             let count = stats.by_status[status.index()];
             page.sample("worker_pool_tasks", &[("status", status.as_str())], count);
         }
-        page.family(
+        page.single(
             "worker_pool_tasks_text_bytes",
             Kind::Gauge,
             "Bytes of task titles and descriptions held in memory.",
+            stats.text_bytes,
         )
-        .sample("worker_pool_tasks_text_bytes", &[], stats.text_bytes);
-        page.family(
+        .single(
             "worker_pool_tasks_evicted_total",
             Kind::Counter,
             "Finished tasks evicted to stay within MAX_TASKS and MAX_TEXT_BYTES.",
+            stats.evicted,
         )
-        .sample("worker_pool_tasks_evicted_total", &[], stats.evicted);
-        page.family(
+        .family(
             "worker_pool_tasks_rejected_total",
             Kind::Counter,
             "Tasks the queue refused, by reason.",
@@ -214,19 +214,23 @@ impl TaskService {
             let count = self.counts.rejected[reason as usize].get();
             page.sample("worker_pool_tasks_rejected_total", &[("reason", label)], count);
         }
-        page.family("worker_pool_queue_depth", Kind::Gauge, "Task ids waiting in the queue.")
-            .sample("worker_pool_queue_depth", &[], self.queue.len())
-            .family(
-                "worker_pool_queue_capacity",
-                Kind::Gauge,
-                "The most task ids the queue holds (POOL_SIZE).",
-            )
-            .sample("worker_pool_queue_capacity", &[], self.queue.capacity())
-            .histogram(
-                "worker_pool_task_run_seconds",
-                "Time workers spent on each completed task.",
-                &self.counts.run_time,
-            );
+        page.single(
+            "worker_pool_queue_depth",
+            Kind::Gauge,
+            "Task ids waiting in the queue.",
+            self.queue.len(),
+        )
+        .single(
+            "worker_pool_queue_capacity",
+            Kind::Gauge,
+            "The most task ids the queue holds (POOL_SIZE).",
+            self.queue.capacity(),
+        )
+        .histogram(
+            "worker_pool_task_run_seconds",
+            "Time workers spent on each completed task.",
+            &self.counts.run_time,
+        );
     }
 
     /// The accepted tasks that have not finished (for the shutdown report),

@@ -72,16 +72,24 @@ fn route_label(route: Option<&Route>) -> usize {
 pub fn answer(shared: &Shared, reply: &mut impl Reply) {
     let mut page = Exposition::default();
     shared.service.write_metrics(&mut page);
-    page.family("worker_pool_workers", Kind::Gauge, "Worker coroutines (WORKERS).")
-        .sample("worker_pool_workers", &[], shared.workers.size())
-        .family("worker_pool_workers_busy", Kind::Gauge, "Workers running a task now.")
-        .sample("worker_pool_workers_busy", &[], shared.workers.busy())
-        .family(
-            "worker_pool_http_connections",
-            Kind::Gauge,
-            "Client connections open now.",
-        )
-        .sample("worker_pool_http_connections", &[], shared.guard.open_connections());
+    page.single(
+        "worker_pool_workers",
+        Kind::Gauge,
+        "Worker coroutines (WORKERS).",
+        shared.workers.size(),
+    )
+    .single(
+        "worker_pool_workers_busy",
+        Kind::Gauge,
+        "Workers running a task now.",
+        shared.workers.busy(),
+    )
+    .single(
+        "worker_pool_http_connections",
+        Kind::Gauge,
+        "Client connections open now.",
+        shared.guard.open_connections(),
+    );
     shared.requests.write(&mut page);
     reply.header(CONTENT_TYPE);
     reply.body().extend_from_slice(page.into_text().as_bytes());
