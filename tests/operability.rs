@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{LOG_TIMEOUT, Server, eventually};
+use common::{LOG_TIMEOUT, Server};
 use serde_json::{Value, json};
 
 /// One worker, and work long enough that nothing finishes during a test.
@@ -73,9 +73,7 @@ fn the_listing_filters_by_status() {
     for i in 0..6 {
         server.create_task(&format!("task {i}"));
     }
-    eventually(LOG_TIMEOUT, "task 1 to be running", || {
-        (server.get("/tasks/1").json()["status"] == "running").then_some(())
-    });
+    server.await_task_status(1, "running");
     let (pending, pages) = walk_pages(&server, "/tasks?status=pending&limit=2", 2);
     assert_eq!((pending, pages), (vec![2, 3, 4, 5, 6], 3));
     let second = server.get("/tasks?status=pending&limit=2&after=3");
@@ -117,9 +115,7 @@ fn past_max_tasks_the_oldest_finished_tasks_expire() {
     let server = Server::start(&[("MAX_TASKS", "3"), ("WORK_MIN_MS", "0"), ("WORK_MAX_MS", "0")]);
     for i in 1..=7 {
         let id = server.create_task(&format!("task {i}"));
-        eventually(LOG_TIMEOUT, "the task to be done", || {
-            (server.get(&format!("/tasks/{id}")).json()["status"] == "done").then_some(())
-        });
+        server.await_task_status(id, "done");
     }
     assert_eq!(ids_of(&server.get("/tasks").json()), [5, 6, 7]);
     for id in 1..=4 {
@@ -140,9 +136,7 @@ fn past_max_text_bytes_the_oldest_finished_tasks_expire() {
     let title = "x".repeat(60_000);
     for _ in 1..=5 {
         let id = server.create_task(&title);
-        eventually(LOG_TIMEOUT, "the task to be done", || {
-            (server.get(&format!("/tasks/{id}")).json()["status"] == "done").then_some(())
-        });
+        server.await_task_status(id, "done");
     }
     assert_eq!(ids_of(&server.get("/tasks").json()), [3, 4, 5]);
     assert_eq!(server.get("/tasks/2").status, 410);

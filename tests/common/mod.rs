@@ -324,6 +324,13 @@ impl Server {
         );
         response.json()["id"].as_i64().expect("numeric id")
     }
+
+    /// Waits until task `id` is in `status`, asking with `GET /tasks/{id}`.
+    pub fn await_task_status(&self, id: i64, status: &str) {
+        eventually(LOG_TIMEOUT, &format!("task {id} to be {status}"), || {
+            (self.get(&format!("/tasks/{id}")).json()["status"] == status).then_some(())
+        });
+    }
 }
 
 impl Drop for Server {
