@@ -39,25 +39,21 @@ LOAD_DIR=$ROOT/benches/load
 OUT=$ROOT/target/bench
 LOGS=$OUT/logs
 URL=http://127.0.0.1:$PORT
-CONFIG_VARS=(HTTP_HOST HTTP_PORT THREADS WORKERS POOL_SIZE SHUTDOWN_TIMEOUT WORK_MIN_MS WORK_MAX_MS MAX_BODY_BYTES
-    MAX_CONNECTIONS IDLE_TIMEOUT MAX_TASKS RUST_LOG)
 SERVER_PID=
 # shellcheck source=benches/load/lib.sh
 source "$LOAD_DIR/lib.sh"
+CONFIG_VARS=("${WORKER_POOL_VARS[@]}")
 
 declare -A BIN=([rust]=$ROOT/target/release/worker-pool [base]=$BASELINE)
 
 # count NAME LOADED: runs one server under cachegrind; prints "instructions requests".
 count() {
-    local name=$1 loaded=$2 tag=instructions-$1-$2 out i
+    local name=$1 loaded=$2 tag=instructions-$1-$2 out
     out=$LOGS/$tag.cachegrind
     LAUNCH_PREFIX=(valgrind --tool=cachegrind --cache-sim=no "--cachegrind-out-file=$out")
     launch_server "$LOGS/$tag.log" "${BIN[$name]}" THREADS=1
-    for ((i = 0; i < 300; i++)); do
-        alive "$SERVER_PID" || die "$name did not start: $(tail -3 "$LOGS/$tag.log")"
-        curl -s -o /dev/null --max-time 1 "$URL/healthz" && break
-        sleep 0.1
-    done
+    # Slower to start under valgrind: up to 30 s.
+    wait_answering "$name" "$LOGS/$tag.log" "$URL/healthz" 300
     curl -s -o /dev/null -H 'Content-Type: application/json' -d '{"title":"t","description":"d"}' "$URL/tasks"
     local requests=0
     if [[ $loaded == loaded ]]; then

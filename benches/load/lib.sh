@@ -1,8 +1,12 @@
-# Sourced by run.sh and flood.sh: logging, and starting, watching and
-# stopping one server at a time. The caller sets PORT, OUT (the working
-# directory servers run in), SERVER_CPU and CONFIG_VARS (variables cleared
-# for every server, so no caller setting leaks in); SERVER_PID is the
-# server started last.
+# Sourced by run.sh, flood.sh and instructions.sh: logging, and starting,
+# watching and stopping one server at a time. The caller sets PORT, OUT (the
+# working directory servers run in), SERVER_CPU and CONFIG_VARS (variables
+# cleared for every server, so no caller setting leaks in: at least
+# WORKER_POOL_VARS); SERVER_PID is the server started last.
+
+# Every variable worker-pool reads.
+WORKER_POOL_VARS=(HTTP_HOST HTTP_PORT THREADS WORKERS POOL_SIZE SHUTDOWN_TIMEOUT WORK_MIN_MS WORK_MAX_MS
+    MAX_BODY_BYTES MAX_CONNECTIONS IDLE_TIMEOUT MAX_TASKS MAX_TEXT_BYTES RUST_LOG)
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
@@ -42,6 +46,18 @@ launch_server() {
     (cd "$OUT" && exec env "${unset[@]}" HTTP_HOST=127.0.0.1 HTTP_PORT="$PORT" SHUTDOWN_TIMEOUT=1 "$@" \
         taskset -c "$SERVER_CPU" "${LAUNCH_PREFIX[@]}" "$binary") >"$log_file" 2>&1 &
     SERVER_PID=$!
+}
+
+# wait_answering NAME LOG URL TRIES: waits, 0.1 s a try, until the server
+# started last answers URL; fails if it exits or never answers.
+wait_answering() {
+    local name=$1 log_file=$2 url=$3 tries=$4 i
+    for ((i = 0; i < tries; i++)); do
+        alive "$SERVER_PID" || die "$name server exited at start-up: $(tail -5 "$log_file")"
+        curl -s -o /dev/null --max-time 1 "$url" && return 0
+        sleep 0.1
+    done
+    die "$name server did not answer $url within $((tries / 10)) s"
 }
 
 stop_server() {

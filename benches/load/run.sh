@@ -91,9 +91,7 @@ declare -A TITLE=(
     [d]="POST /tasks, 64 workers, queue 1e6, 1 ms work"
     [e]="GET /tasks, 100 tasks stored"
 )
-CONFIG_VARS=(HTTP_HOST HTTP_PORT THREADS WORKERS POOL_SIZE SHUTDOWN_TIMEOUT WORK_MIN_MS WORK_MAX_MS MAX_BODY_BYTES
-    MAX_CONNECTIONS IDLE_TIMEOUT MAX_TASKS
-    RUST_LOG GOMAXPROCS GOGC GOMEMLIMIT GODEBUG)
+CONFIG_VARS=("${WORKER_POOL_VARS[@]}" GOMAXPROCS GOGC GOMEMLIMIT GODEBUG)
 SERVER_PID=
 WRK_PID=
 
@@ -129,15 +127,10 @@ build() {
 
 # start_server NAME [VAR=value...]: a fresh server, pinned, once it answers.
 start_server() {
-    local name=$1 i
+    local name=$1
     shift
     launch_server "$LOGS/server-$name.log" "${BIN[$name]}" "$@"
-    for ((i = 0; i < 100; i++)); do
-        alive "$SERVER_PID" || die "$name server exited at start-up: $(tail -5 "$LOGS/server-$name.log")"
-        curl -s -o /dev/null --max-time 1 "$URL/tasks/0" && return 0
-        sleep 0.1
-    done
-    die "$name server did not answer on $URL within 10 s"
+    wait_answering "$name" "$LOGS/server-$name.log" "$URL/tasks/0" 100
 }
 
 cleanup() {
