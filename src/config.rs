@@ -33,9 +33,17 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Most connections open at once (`MAX_CONNECTIONS`, default 10000).
     pub max_connections: usize,
+    /// Connections from one client IP open at once (`MAX_CONNECTIONS_PER_CLIENT`,
+    /// default 0: no per-client bound).
+    pub max_connections_per_client: usize,
     /// How long a connection may go without starting a request before it
     /// is closed (`IDLE_TIMEOUT` seconds, default 60).
     pub idle_timeout: Duration,
+    /// How long a request head may take to arrive, from its first byte, before
+    /// it is answered 408 (`HEADER_TIMEOUT` seconds, default 10).
+    pub header_timeout: Duration,
+    /// Largest request line plus header block (`MAX_HEADER_BYTES`, default 64 KiB).
+    pub max_header_bytes: usize,
     /// Most tasks kept in memory; past it the oldest finished tasks are
     /// evicted (`MAX_TASKS`, default 1,000,000; 0 for no bound).
     pub max_tasks: usize,
@@ -59,7 +67,10 @@ impl Default for Config {
             },
             max_body_bytes: 64 * 1024,
             max_connections: 10_000,
+            max_connections_per_client: 0,
             idle_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
             max_tasks: 1_000_000,
             max_text_bytes: 1 << 30,
         }
@@ -154,7 +165,15 @@ impl Config {
             },
             max_body_bytes: read.in_range("MAX_BODY_BYTES", defaults.max_body_bytes, 1, 16 * 1024 * 1024)?,
             max_connections: read.in_range("MAX_CONNECTIONS", defaults.max_connections, 1, 1_000_000)?,
+            max_connections_per_client: read.in_range(
+                "MAX_CONNECTIONS_PER_CLIENT",
+                defaults.max_connections_per_client,
+                0,
+                1_000_000,
+            )?,
             idle_timeout: read.seconds("IDLE_TIMEOUT", defaults.idle_timeout, 1)?,
+            header_timeout: read.seconds("HEADER_TIMEOUT", defaults.header_timeout, 1)?,
+            max_header_bytes: read.in_range("MAX_HEADER_BYTES", defaults.max_header_bytes, 1024, 1024 * 1024)?,
             max_tasks: read.in_range("MAX_TASKS", defaults.max_tasks, 0, 1_000_000_000)?,
             max_text_bytes: read.in_range("MAX_TEXT_BYTES", defaults.max_text_bytes, 0, 1 << 40)?,
         };
@@ -230,7 +249,10 @@ mod tests {
         assert_eq!((config.work.min_ms, config.work.max_ms), (1000, 5000));
         assert_eq!(config.max_body_bytes, 65536);
         assert_eq!(config.max_connections, 10_000);
+        assert_eq!(config.max_connections_per_client, 0);
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.max_header_bytes, 65536);
         assert_eq!(config.max_tasks, 1_000_000);
         assert_eq!(config.max_text_bytes, 1 << 30);
     }
@@ -248,7 +270,10 @@ mod tests {
             ("WORK_MAX_MS", "20"),
             ("MAX_BODY_BYTES", "100"),
             ("MAX_CONNECTIONS", "7"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "4"),
             ("IDLE_TIMEOUT", "3"),
+            ("HEADER_TIMEOUT", "2"),
+            ("MAX_HEADER_BYTES", "2048"),
             ("MAX_TASKS", "0"),
             ("MAX_TEXT_BYTES", "4096"),
         ])
@@ -261,7 +286,10 @@ mod tests {
         assert_eq!(config.work, WorkRange { min_ms: 10, max_ms: 20 });
         assert_eq!(config.max_body_bytes, 100);
         assert_eq!(config.max_connections, 7);
+        assert_eq!(config.max_connections_per_client, 4);
         assert_eq!(config.idle_timeout, Duration::from_secs(3));
+        assert_eq!(config.header_timeout, Duration::from_secs(2));
+        assert_eq!(config.max_header_bytes, 2048);
         assert_eq!(config.max_tasks, 0);
         assert_eq!(config.max_text_bytes, 4096);
     }
@@ -282,6 +310,9 @@ mod tests {
             ("MAX_BODY_BYTES", "0"),
             ("MAX_CONNECTIONS", "0"),
             ("IDLE_TIMEOUT", "0"),
+            ("HEADER_TIMEOUT", "0"),
+            ("MAX_HEADER_BYTES", "1023"),
+            ("MAX_CONNECTIONS_PER_CLIENT", "-1"),
             ("MAX_TASKS", "-1"),
             ("MAX_TEXT_BYTES", "1.5"),
         ];

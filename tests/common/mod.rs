@@ -38,7 +38,7 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every variable the server reads; cleared from the inherited environment so
 /// only what a test passes is seen.
-const SERVER_VARS: [&str; 12] = [
+const SERVER_VARS: [&str; 17] = [
     "THREADS",
     "HTTP_HOST",
     "HTTP_PORT",
@@ -49,7 +49,12 @@ const SERVER_VARS: [&str; 12] = [
     "WORK_MAX_MS",
     "MAX_BODY_BYTES",
     "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_CLIENT",
     "IDLE_TIMEOUT",
+    "HEADER_TIMEOUT",
+    "MAX_HEADER_BYTES",
+    "MAX_TASKS",
+    "MAX_TEXT_BYTES",
     "RUST_LOG",
 ];
 
