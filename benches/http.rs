@@ -1,9 +1,10 @@
-//! A request answered by the HTTP layer without a socket: the request-head
-//! check (`http::message::inspect`), then routing (`http::router::route`)
-//! and the handler (`http::handlers::answer`) writing status, headers and
-//! JSON body into an in-memory `Reply`. This is the server's own work per
-//! request, without may_minihttp's parsing and socket I/O, so it can be set
-//! against the load benchmark's (benches/load) per-request CPU time.
+//! A request answered without a socket. Two layers:
+//! - the API alone (`worker_pool::http::Api` as the server's `Handler`):
+//!   routing and the handler writing status, headers and JSON body into a
+//!   `Response`; this is the server's own work per request;
+//! - the whole connection loop (`worker_pool::server::serve_in_memory`):
+//!   framing, the handler, encoding; one connection whose client sends 16
+//!   pipelined requests in one read, as the load benchmark's scenario b.
 //!
 //! Cases follow the load scenarios:
 //! - `get_task`: `GET /tasks/1`, found (scenario a);
@@ -14,8 +15,8 @@
 //!   failed and answered 503. Each task stays stored, so every sample gets a
 //!   fresh service, built outside the timing;
 //! - `list_100_tasks`: `GET /tasks` with 100 tasks stored (scenario e);
-//! - `inspect`: the head of a wrk request (`Host` only) and of a curl POST
-//!   (`Host`, `User-Agent`, `Accept`, `Content-Type`, `Content-Length`).
+//! - `connection_16_get_task`: the connection loop over 16 pipelined
+//!   `GET /tasks/1` (scenario b), per connection.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -25,10 +26,9 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use httparse::Header;
 use worker_pool::config::WorkRange;
 use worker_pool::domain::Task;
-use worker_pool::http::handlers::{BufferedReply, answer};
-use worker_pool::http::message::inspect;
-use worker_pool::http::router::route;
-use worker_pool::pool::TaskQueue;
+use worker_pool::http::Api;
+use worker_pool::pool::{TaskQueue, WorkerGauge};
+use worker_pool::server::{ConnectionGauge, Handler, Limits, Request, Response, serve_in_memory};
 use worker_pool::service::TaskService;
 use worker_pool::store::TaskStore;
 
@@ -40,89 +40,95 @@ const WORK: WorkRange = WorkRange {
     max_ms: 5000,
 };
 
-fn serve(service: &TaskService, method: &str, target: &str, body: &[u8], reply: &mut BufferedReply) {
+/// The headers of a wrk request.
+const WRK_HEADERS: [Header<'static>; 1] = [Header {
+    name: "Host",
+    value: b"127.0.0.1:8080",
+}];
+
+fn serve(api: &Api, method: &str, target: &str, body: &[u8], reply: &mut Response) {
     reply.clear();
-    let routed = route(black_box(method), black_box(target));
-    answer(service, &routed.route, black_box(body), reply);
+    let request = Request::new(black_box(method), black_box(target), &WRK_HEADERS, black_box(body));
+    api.handle(&request, reply);
     black_box(&*reply);
 }
 
-/// A service with `tasks` tasks stored and a queue with room to spare.
-fn service_with(tasks: usize) -> TaskService {
+fn api_over(service: TaskService) -> Api {
+    Api::new(Arc::new(service), WorkerGauge::default(), ConnectionGauge::default())
+}
+
+/// An API with `tasks` tasks stored and a queue with room to spare.
+fn api_with(tasks: usize) -> Api {
     let store = Arc::new(TaskStore::new());
     for _ in 0..tasks {
         store.insert(Task::new("t", "", Duration::from_secs(3)));
     }
-    TaskService::new(store, Arc::new(TaskQueue::new(10)), WORK)
+    api_over(TaskService::new(store, Arc::new(TaskQueue::new(10)), WORK))
 }
 
-/// A service whose one-id queue is already full, as under overload.
-fn overflowing_service() -> TaskService {
-    let service = TaskService::new(Arc::new(TaskStore::new()), Arc::new(TaskQueue::new(1)), WORK);
-    let mut reply = BufferedReply::default();
-    serve(&service, "POST", "/tasks", br#"{"title":"first"}"#, &mut reply);
-    assert_eq!(reply.code, 201, "the first task fills the queue");
-    service
+/// An API whose one-id queue is already full, as under overload.
+fn overflowing_api() -> Api {
+    let api = api_over(TaskService::new(
+        Arc::new(TaskStore::new()),
+        Arc::new(TaskQueue::new(1)),
+        WORK,
+    ));
+    let mut reply = Response::default();
+    serve(&api, "POST", "/tasks", br#"{"title":"first"}"#, &mut reply);
+    assert_eq!(reply.status(), 201, "the first task fills the queue");
+    api
 }
 
 /// Checks the answer once, then measures it.
-fn bench_request(c: &mut Criterion, name: &str, service: &TaskService, target: &str, code: u16) {
-    let mut reply = BufferedReply::default();
-    serve(service, "GET", target, b"", &mut reply);
-    assert_eq!(reply.code, code, "GET {target}");
-    c.bench_function(name, |b| b.iter(|| serve(service, "GET", target, b"", &mut reply)));
+fn bench_request(c: &mut Criterion, name: &str, api: &Api, target: &str, code: u16) {
+    let mut reply = Response::default();
+    serve(api, "GET", target, b"", &mut reply);
+    assert_eq!(reply.status(), code, "GET {target}");
+    c.bench_function(name, |b| b.iter(|| serve(api, "GET", target, b"", &mut reply)));
 }
 
 fn get(c: &mut Criterion) {
-    let service = service_with(1);
-    bench_request(c, "http/get_task", &service, "/tasks/1", 200);
-    bench_request(c, "http/get_task_404", &service, "/tasks/999999", 404);
+    let api = api_with(1);
+    bench_request(c, "http/get_task", &api, "/tasks/1", 200);
+    bench_request(c, "http/get_task_404", &api, "/tasks/999999", 404);
 }
 
 fn list(c: &mut Criterion) {
-    let service = service_with(100);
-    bench_request(c, "http/list_100_tasks", &service, "/tasks", 200);
+    let api = api_with(100);
+    bench_request(c, "http/list_100_tasks", &api, "/tasks", 200);
 }
 
 fn post_overflow(c: &mut Criterion) {
     const BODY: &[u8] = br#"{"title":"bench","description":"d"}"#;
-    let mut reply = BufferedReply::default();
-    serve(&overflowing_service(), "POST", "/tasks", BODY, &mut reply);
-    assert_eq!(reply.code, 503, "a full queue refuses the task");
+    let mut reply = Response::default();
+    serve(&overflowing_api(), "POST", "/tasks", BODY, &mut reply);
+    assert_eq!(reply.status(), 503, "a full queue refuses the task");
     c.bench_function("http/post_task_503", |b| {
         b.iter_custom(|iters| {
-            let service = overflowing_service();
+            let api = overflowing_api();
             let start = Instant::now();
             for _ in 0..iters {
-                serve(&service, "POST", "/tasks", BODY, &mut reply);
+                serve(&api, "POST", "/tasks", BODY, &mut reply);
             }
             start.elapsed()
         })
     });
 }
 
-fn head(c: &mut Criterion) {
-    let header = |name, value: &'static str| Header {
-        name,
-        value: value.as_bytes(),
-    };
-    let wrk = [header("Host", "127.0.0.1:8080")];
-    let curl = [
-        header("Host", "127.0.0.1:8080"),
-        header("User-Agent", "curl/8.5.0"),
-        header("Accept", "*/*"),
-        header("Content-Type", "application/json"),
-        header("Content-Length", "35"),
-    ];
-    assert!(inspect(1, &wrk).is_ok_and(|head| head.keep_alive));
-    assert!(inspect(1, &curl).is_ok_and(|head| head.content_length == 35));
-    c.bench_function("http/inspect_wrk", |b| b.iter(|| inspect(1, black_box(&wrk))));
-    c.bench_function("http/inspect_curl", |b| b.iter(|| inspect(1, black_box(&curl))));
+fn connection(c: &mut Criterion) {
+    let api: Arc<dyn Handler> = Arc::new(api_with(1));
+    let batch = b"GET /tasks/1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n".repeat(16);
+    let answers = serve_in_memory(api.clone(), Limits::default(), vec![batch.clone()]);
+    let answers = String::from_utf8(answers).expect("the answers are text");
+    assert_eq!(answers.matches("HTTP/1.1 200 OK\r\n").count(), 16);
+    c.bench_function("http/connection_16_get_task", |b| {
+        b.iter(|| serve_in_memory(api.clone(), Limits::default(), vec![black_box(batch.clone())]))
+    });
 }
 
 criterion_group! {
     name = benches;
     config = common::config();
-    targets = get, post_overflow, list, head
+    targets = get, post_overflow, list, connection
 }
 criterion_main!(benches);

@@ -1,6 +1,6 @@
 //! worker-pool: an HTTP server that stores tasks in memory and runs them on
 //! a bounded pool of workers. A Rust port of a small Go service, built on
-//! may coroutines and may_minihttp.
+//! may coroutines.
 //!
 //! The crate is laid out by layer, each knowing only the ones below it:
 //!
@@ -12,16 +12,20 @@
 //! | [`pool`] | the bounded queue of task ids and the coroutine workers draining it |
 //! | [`service`] | the use-cases: create, find, list, run; validation and outcomes |
 //! | [`metrics`] | lock-free counters and the Prometheus text format they are served in |
-//! | [`http`] | routing, handlers and HTTP/1.1 connection handling on may_minihttp |
+//! | [`http`] | the task API over HTTP: routes, handlers, the metrics page, the OpenAPI document |
+//! | [`server`] | the HTTP/1.1 server on may coroutines: connections, framing, limits; knows nothing of tasks |
 //! | [`shutdown`] | signal handling and the graceful drain |
+//! | [`app`] | all of the above wired together, started from a [`config::Config`] |
 //!
-//! `main.rs` only wires these together and waits for a signal.
+//! `main.rs` only starts an [`app::App`] and waits for a signal.
 
+pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod pool;
+pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod store;

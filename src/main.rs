@@ -1,29 +1,27 @@
-//! The `worker-pool` binary: reads the configuration, wires store, pool,
-//! service and HTTP server together, then waits for SIGINT or SIGTERM.
+//! The `worker-pool` binary: reads the configuration, starts the server
+//! (`worker_pool::app`), then waits for SIGINT or SIGTERM and drains.
 //!
 //! Exit codes: 0 after a full drain, 1 when the shutdown timeout left tasks
 //! unfinished or the server could not start, 2 for invalid configuration.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use log::{error, info};
+use worker_pool::app::App;
 use worker_pool::config::Config;
-use worker_pool::http::HttpServer;
-use worker_pool::http::guard::Limits;
-use worker_pool::pool::{TaskQueue, WorkerPool};
-use worker_pool::service::TaskService;
-use worker_pool::shutdown::{self, Outcome, ShutdownSignals};
-use worker_pool::store::{Bounds, TaskStore};
+use worker_pool::shutdown::{Outcome, ShutdownSignals};
 
 /// Coroutine stack size in words: room for serde's bounded recursion on
-/// deeply nested JSON bodies, well above may's default of 0x1000.
+/// deeply nested JSON bodies, well above may's default of 0x1000. Only the
+/// pages a coroutine touches become resident.
 const COROUTINE_STACK_WORDS: usize = 0x4000;
 
+/// The log filter when `RUST_LOG` is not set.
+const DEFAULT_LOG_FILTER: &str = "info,may=warn";
+
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,may=warn,may_minihttp=off"))
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(DEFAULT_LOG_FILTER)).init();
+    log_panics();
     let config = match Config::load() {
         Ok(config) => config,
         Err(invalid) => {
@@ -35,7 +33,8 @@ fn main() -> ExitCode {
         .set_workers(config.threads)
         .set_stack_size(COROUTINE_STACK_WORDS);
     match serve(&config) {
-        Ok(outcome) => exit_code(outcome),
+        Ok(Outcome::Drained) => ExitCode::SUCCESS,
+        Ok(Outcome::TimedOut(_)) => ExitCode::from(1),
         Err(failed) => {
             error!("cannot start: {failed}");
             ExitCode::from(1)
@@ -45,37 +44,22 @@ fn main() -> ExitCode {
 
 fn serve(config: &Config) -> std::io::Result<Outcome> {
     let signals = ShutdownSignals::register()?;
-    let queue = Arc::new(TaskQueue::new(config.pool_size));
-    let store = Arc::new(TaskStore::bounded(Bounds {
-        max_tasks: config.max_tasks,
-        max_text_bytes: config.max_text_bytes,
-    }));
-    let service = Arc::new(TaskService::new(store, queue.clone(), config.work));
-    let runner = service.clone();
-    let pool = WorkerPool::start(
-        config.workers,
-        queue,
-        Arc::new(move |worker, id| runner.run(worker, id)),
-    )?;
-    let addr = SocketAddr::new(config.http_host, config.http_port);
-    let limits = Limits {
-        max_connections: config.max_connections,
-        idle_timeout: config.idle_timeout,
-        max_body_bytes: config.max_body_bytes,
-    };
-    let server = HttpServer::start(addr, service.clone(), pool.gauge(), limits)?;
+    let app = App::start(config)?;
     info!(
-        "listening on {addr}: {} workers, queue of {}, {} scheduler thread(s), shutdown timeout {:?}",
-        config.workers, config.pool_size, config.threads, config.shutdown_timeout
+        "listening on {}: {} workers, queue of {}, {} scheduler thread(s), shutdown timeout {:?}",
+        app.local_addr(),
+        config.workers,
+        config.pool_size,
+        config.threads,
+        config.shutdown_timeout
     );
     let signal = signals.wait();
     info!("shutdown: {signal} received");
-    Ok(shutdown::drain(server, &pool, &service, config.shutdown_timeout))
+    Ok(app.shutdown(config.shutdown_timeout))
 }
 
-fn exit_code(outcome: Outcome) -> ExitCode {
-    match outcome {
-        Outcome::Drained => ExitCode::SUCCESS,
-        Outcome::TimedOut(_) => ExitCode::from(1),
-    }
+/// Sends panic messages through the logger instead of straight to stderr:
+/// a panic ends one request or one task, and is logged like any error.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|panic| error!("{panic}")));
 }

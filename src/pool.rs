@@ -130,7 +130,7 @@ pub struct WorkerPool {
 }
 
 /// A read-only view of what the workers are doing, for the metrics.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct WorkerGauge {
     /// The id each worker is running, 0 when idle.
     running: Arc<[AtomicI64]>,

@@ -11,8 +11,8 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::domain::TaskId;
-use crate::http::HttpServer;
 use crate::pool::WorkerPool;
+use crate::server::Running;
 use crate::service::{TaskService, Unfinished};
 
 /// The signals that start a shutdown, registered before the server starts
@@ -46,7 +46,7 @@ pub enum Outcome {
 }
 
 /// Runs the shutdown sequence within `timeout` and logs each step.
-pub fn drain(server: HttpServer, pool: &WorkerPool, service: &TaskService, timeout: Duration) -> Outcome {
+pub fn drain(server: Running, pool: &WorkerPool, service: &TaskService, timeout: Duration) -> Outcome {
     let deadline = Instant::now() + timeout;
     server.stop_accepting();
     info!("shutdown: stopped accepting connections");

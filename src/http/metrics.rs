@@ -1,125 +1,140 @@
-//! `GET /metrics`: counts every answer by route and status class, and
-//! writes the page from the counts each layer keeps.
+//! `GET /metrics`: counts every answer by method, route and status code,
+//! and writes the page from the counts each layer keeps.
 
-use crate::http::connection::Shared;
-use crate::http::handlers::Reply;
-use crate::http::router::Route;
+use crate::http::Api;
+use crate::http::router::Resource;
 use crate::metrics::{CONTENT_TYPE, Exposition, Kind, StripedCounters};
+use crate::server::Response;
 
-/// The `route` label of each counted answer: the Go mux pattern it matched,
-/// or `unmatched` for requests no route served (404, 405, refused framing).
-const ROUTES: [&str; 8] = [
-    "GET /tasks",
-    "POST /tasks",
-    "GET /tasks/{id}",
-    "GET /healthz",
-    "GET /readyz",
-    "GET /metrics",
-    "GET /openapi.json",
-    "unmatched",
+/// The `method` label: the methods the API answers, then `other`.
+const METHODS: [&str; 6] = ["GET", "HEAD", "POST", "DELETE", "OPTIONS", "other"];
+
+/// The `route` label of answers no resource matched (404, a malformed
+/// target, requests the server refused before routing).
+const UNMATCHED: &str = "unmatched";
+
+/// The `code` label: every status the server answers with; any other is
+/// counted under the last, `other`.
+const CODES: [u16; 18] = [
+    200, 201, 204, 400, 404, 405, 408, 409, 410, 411, 413, 417, 431, 500, 503, 505, 100, 0,
 ];
 
-const UNMATCHED: usize = ROUTES.len() - 1;
+const ROUTES: usize = Resource::ALL.len() + 1;
+const COUNTERS: usize = METHODS.len() * ROUTES * CODES.len();
 
-/// The `class` label: status codes counted by their first digit.
-const CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
-
-/// Answers counted by route and status class; counting is one atomic add.
+/// Answers counted by method, route and status code; counting is a plain
+/// load and store into the calling thread's own copy.
 #[derive(Debug, Default)]
-pub struct RequestCounters {
-    counts: StripedCounters<{ ROUTES.len() * CLASSES.len() }>,
+pub(crate) struct RequestCounters {
+    counts: StripedCounters<COUNTERS>,
 }
 
 impl RequestCounters {
-    /// Counts an answer with status `code` to a request routed to `route`
-    /// (`None` when it was refused before routing).
-    pub fn count(&self, route: Option<&Route>, code: u16) {
-        let class = match code {
-            ..=299 => 0,
-            300..=399 => 1,
-            400..=499 => 2,
-            _ => 3,
-        };
-        self.counts.increment(route_label(route) * CLASSES.len() + class);
+    /// Counts an answer with status `code` to a `method` request for
+    /// `resource` (`None` when no resource matched or the server refused
+    /// the request before routing).
+    pub(crate) fn count(&self, method: &str, resource: Option<Resource>, code: u16) {
+        let method = METHODS[..METHODS.len() - 1]
+            .iter()
+            .position(|known| *known == method)
+            .unwrap_or(METHODS.len() - 1);
+        let route = resource.map_or(ROUTES - 1, |resource| resource as usize);
+        let code = CODES.iter().position(|known| *known == code).unwrap_or(CODES.len() - 1);
+        self.counts.increment((method * ROUTES + route) * CODES.len() + code);
     }
 
+    /// Writes the counts that are not zero.
     fn write(&self, page: &mut Exposition) {
         let name = "worker_pool_http_requests_total";
-        page.family(name, Kind::Counter, "HTTP answers, by route and status class.");
-        for (route_index, route) in ROUTES.iter().enumerate() {
-            for (class_index, class) in CLASSES.iter().enumerate() {
-                let count = self.counts.get(route_index * CLASSES.len() + class_index);
-                page.sample(name, &[("route", route), ("class", class)], count);
+        page.family(name, Kind::Counter, "HTTP answers, by method, route and status code.");
+        for (method_index, method) in METHODS.iter().enumerate() {
+            for route_index in 0..ROUTES {
+                let route = Resource::ALL
+                    .get(route_index)
+                    .map_or(UNMATCHED, |resource| resource.label());
+                for (code_index, code) in CODES.iter().enumerate() {
+                    let count = self
+                        .counts
+                        .get((method_index * ROUTES + route_index) * CODES.len() + code_index);
+                    if count > 0 {
+                        let code = if *code == 0 {
+                            "other".to_owned()
+                        } else {
+                            code.to_string()
+                        };
+                        page.sample(name, &[("method", method), ("route", route), ("code", &code)], count);
+                    }
+                }
             }
         }
     }
 }
 
-fn route_label(route: Option<&Route>) -> usize {
-    match route {
-        Some(Route::ListTasks(_)) => 0,
-        Some(Route::CreateTask) => 1,
-        Some(Route::GetTask(_)) => 2,
-        Some(Route::Health) => 3,
-        Some(Route::Ready) => 4,
-        Some(Route::Metrics) => 5,
-        Some(Route::OpenApi) => 6,
-        Some(Route::NotFound | Route::MethodNotAllowed(_) | Route::BadTarget) | None => UNMATCHED,
-    }
-}
-
 /// Writes the metrics page.
-pub fn answer(shared: &Shared, reply: &mut impl Reply) {
+pub(crate) fn answer(api: &Api, reply: &mut Response) {
     let mut page = Exposition::default();
-    shared.service.write_metrics(&mut page);
+    api.service.write_metrics(&mut page);
     page.single(
         "worker_pool_workers",
         Kind::Gauge,
         "Worker coroutines (WORKERS).",
-        shared.workers.size(),
+        api.workers.size(),
     )
     .single(
         "worker_pool_workers_busy",
         Kind::Gauge,
         "Workers running a task now.",
-        shared.workers.busy(),
+        api.workers.busy(),
     )
     .single(
         "worker_pool_http_connections",
         Kind::Gauge,
         "Client connections open now.",
-        shared.guard.open_connections(),
+        api.connections.open(),
     );
-    shared.requests.write(&mut page);
-    reply.header(CONTENT_TYPE);
-    reply.body().extend_from_slice(page.into_text().as_bytes());
+    api.requests.write(&mut page);
+    let (name, value) = CONTENT_TYPE.split_once(": ").unwrap_or(("Content-Type", CONTENT_TYPE));
+    reply.header(name, value);
+    reply.body_mut().extend_from_slice(page.into_text().as_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::ServiceError;
 
     #[test]
-    fn answers_are_counted_by_route_and_class() {
+    fn answers_are_counted_by_method_route_and_code() {
         let counters = RequestCounters::default();
-        counters.count(Some(&Route::GetTask(Ok(1))), 200);
-        counters.count(Some(&Route::GetTask(Err(ServiceError::InvalidTaskId))), 400);
-        counters.count(Some(&Route::GetTask(Ok(2))), 404);
-        counters.count(Some(&Route::CreateTask), 503);
-        counters.count(None, 413);
-        counters.count(Some(&Route::NotFound), 404);
+        counters.count("GET", Some(Resource::Task), 200);
+        counters.count("GET", Some(Resource::Task), 400);
+        counters.count("HEAD", Some(Resource::Task), 404);
+        counters.count("POST", Some(Resource::Tasks), 503);
+        counters.count("", None, 413);
+        counters.count("GET", None, 404);
+        counters.count("BREW", None, 404);
+        counters.count("PUT", Some(Resource::Task), 405);
+        counters.count("GET", Some(Resource::Health), 299);
         let mut page = Exposition::default();
         counters.write(&mut page);
         let text = page.into_text();
         for line in [
-            r#"worker_pool_http_requests_total{route="GET /tasks/{id}",class="2xx"} 1"#,
-            r#"worker_pool_http_requests_total{route="GET /tasks/{id}",class="4xx"} 2"#,
-            r#"worker_pool_http_requests_total{route="POST /tasks",class="5xx"} 1"#,
-            r#"worker_pool_http_requests_total{route="POST /tasks",class="2xx"} 0"#,
-            r#"worker_pool_http_requests_total{route="unmatched",class="4xx"} 2"#,
+            r#"worker_pool_http_requests_total{method="GET",route="/tasks/{id}",code="200"} 1"#,
+            r#"worker_pool_http_requests_total{method="GET",route="/tasks/{id}",code="400"} 1"#,
+            r#"worker_pool_http_requests_total{method="HEAD",route="/tasks/{id}",code="404"} 1"#,
+            r#"worker_pool_http_requests_total{method="POST",route="/tasks",code="503"} 1"#,
+            r#"worker_pool_http_requests_total{method="other",route="unmatched",code="413"} 1"#,
+            r#"worker_pool_http_requests_total{method="GET",route="unmatched",code="404"} 1"#,
+            r#"worker_pool_http_requests_total{method="other",route="unmatched",code="404"} 1"#,
+            r#"worker_pool_http_requests_total{method="other",route="/tasks/{id}",code="405"} 1"#,
+            r#"worker_pool_http_requests_total{method="GET",route="/healthz",code="other"} 1"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
         }
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("worker_pool_http_requests_total{"))
+                .count(),
+            9
+        );
     }
 }

@@ -30,39 +30,88 @@ pub enum Route {
     Metrics,
     /// `GET /openapi.json`: the API's OpenAPI description.
     OpenApi,
-    /// The path is known but not with this method; the `Allow` header line.
-    MethodNotAllowed(&'static str),
+    /// The path is known but not with this method.
+    MethodNotAllowed(Resource),
     /// The request target is not a path this server can read.
     BadTarget,
 }
 
-/// A route, and whether the answer is to be sent without its body (`HEAD`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Routed {
-    /// What to do.
-    pub route: Route,
-    /// True for `HEAD`: answer as for `GET`, without the body.
-    pub head: bool,
+impl Route {
+    /// The resource (path pattern) the request was for, if any matched.
+    pub fn resource(&self) -> Option<Resource> {
+        match self {
+            Self::ListTasks(_) | Self::CreateTask => Some(Resource::Tasks),
+            Self::GetTask(_) => Some(Resource::Task),
+            Self::Health => Some(Resource::Health),
+            Self::Ready => Some(Resource::Ready),
+            Self::Metrics => Some(Resource::Metrics),
+            Self::OpenApi => Some(Resource::OpenApi),
+            Self::MethodNotAllowed(resource) => Some(*resource),
+            Self::NotFound | Self::BadTarget => None,
+        }
+    }
 }
 
-const ALLOW_COLLECTION: &str = "Allow: GET, HEAD, POST";
-const ALLOW_ITEM: &str = "Allow: GET, HEAD";
+/// A path pattern the server serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resource {
+    /// `/tasks`.
+    Tasks,
+    /// `/tasks/{id}`.
+    Task,
+    /// `/healthz`.
+    Health,
+    /// `/readyz`.
+    Ready,
+    /// `/metrics`.
+    Metrics,
+    /// `/openapi.json`.
+    OpenApi,
+}
 
-/// Routes one request.
-pub fn route(method: &str, target: &str) -> Routed {
-    let head = method == "HEAD";
-    let readable = head || method == "GET";
+impl Resource {
+    /// Every resource, in the order of their discriminants.
+    pub const ALL: [Resource; 6] = [
+        Self::Tasks,
+        Self::Task,
+        Self::Health,
+        Self::Ready,
+        Self::Metrics,
+        Self::OpenApi,
+    ];
+
+    /// The path pattern, as the `route` label of the metrics gives it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Tasks => "/tasks",
+            Self::Task => "/tasks/{id}",
+            Self::Health => "/healthz",
+            Self::Ready => "/readyz",
+            Self::Metrics => "/metrics",
+            Self::OpenApi => "/openapi.json",
+        }
+    }
+
+    /// The methods it answers, as the `Allow` header lists them.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Self::Tasks => "GET, HEAD, POST",
+            _ => "GET, HEAD",
+        }
+    }
+}
+
+/// Routes one request. `HEAD` is routed as `GET`; the server leaves out
+/// the body.
+pub fn route(method: &str, target: &str) -> Route {
+    let readable = method == "GET" || method == "HEAD";
     let Some(path) = path_of(target) else {
-        return Routed {
-            route: Route::BadTarget,
-            head,
-        };
+        return Route::BadTarget;
     };
-    let route = match path.strip_prefix("/tasks") {
+    match path.strip_prefix("/tasks") {
         Some(rest) => task_routes(method, rest, readable, target),
         None => operations_route(path, readable),
-    };
-    Routed { route, head }
+    }
 }
 
 /// The routes under `/tasks`, the busy ones, so they are tried first;
@@ -72,7 +121,7 @@ fn task_routes(method: &str, rest: &str, readable: bool, target: &str) -> Route 
         return match method {
             _ if readable => Route::ListTasks(list_query(query_of(target))),
             "POST" => Route::CreateTask,
-            _ => Route::MethodNotAllowed(ALLOW_COLLECTION),
+            _ => Route::MethodNotAllowed(Resource::Tasks),
         };
     }
     match rest.strip_prefix('/') {
@@ -83,13 +132,17 @@ fn task_routes(method: &str, rest: &str, readable: bool, target: &str) -> Route 
 
 /// The routes for operating the server: probes, metrics, the API document.
 fn operations_route(path: &str, readable: bool) -> Route {
-    match path {
-        "/healthz" if readable => Route::Health,
-        "/readyz" if readable => Route::Ready,
-        "/metrics" if readable => Route::Metrics,
-        "/openapi.json" if readable => Route::OpenApi,
-        "/healthz" | "/readyz" | "/metrics" | "/openapi.json" => Route::MethodNotAllowed(ALLOW_ITEM),
-        _ => Route::NotFound,
+    let (resource, route) = match path {
+        "/healthz" => (Resource::Health, Route::Health),
+        "/readyz" => (Resource::Ready, Route::Ready),
+        "/metrics" => (Resource::Metrics, Route::Metrics),
+        "/openapi.json" => (Resource::OpenApi, Route::OpenApi),
+        _ => return Route::NotFound,
+    };
+    if readable {
+        route
+    } else {
+        Route::MethodNotAllowed(resource)
     }
 }
 
@@ -99,12 +152,12 @@ fn task_route(segment: &str, readable: bool) -> Route {
         return if readable {
             Route::GetTask(parse_task_id(segment))
         } else {
-            Route::MethodNotAllowed(ALLOW_ITEM)
+            Route::MethodNotAllowed(Resource::Task)
         };
     }
     match percent_decode(segment) {
         None => Route::BadTarget,
-        Some(_) if !readable => Route::MethodNotAllowed(ALLOW_ITEM),
+        Some(_) if !readable => Route::MethodNotAllowed(Resource::Task),
         Some(decoded) => Route::GetTask(
             String::from_utf8(decoded)
                 .map_err(|_| ServiceError::InvalidTaskId)
@@ -197,18 +250,18 @@ mod tests {
     use super::*;
 
     fn routed(method: &str, target: &str) -> Route {
-        route(method, target).route
+        route(method, target)
     }
 
     #[test]
     fn known_routes() {
         assert_eq!(routed("GET", "/healthz"), Route::Health);
         assert_eq!(routed("HEAD", "/readyz?x"), Route::Ready);
-        assert_eq!(routed("POST", "/readyz"), Route::MethodNotAllowed("Allow: GET, HEAD"));
+        assert_eq!(routed("POST", "/readyz"), Route::MethodNotAllowed(Resource::Ready));
         assert_eq!(routed("GET", "/healthz/"), Route::NotFound);
         assert_eq!(routed("GET", "/metrics"), Route::Metrics);
         assert_eq!(routed("HEAD", "/openapi.json"), Route::OpenApi);
-        assert_eq!(routed("PUT", "/metrics"), Route::MethodNotAllowed("Allow: GET, HEAD"));
+        assert_eq!(routed("PUT", "/metrics"), Route::MethodNotAllowed(Resource::Metrics));
         assert_eq!(routed("GET", "/tasks"), Route::ListTasks(page_query(None, None, None)));
         assert_eq!(routed("POST", "/tasks"), Route::CreateTask);
         assert_eq!(routed("GET", "/tasks/12"), Route::GetTask(Ok(12)));
@@ -216,13 +269,7 @@ mod tests {
 
     #[test]
     fn head_is_served_wherever_get_is() {
-        assert_eq!(
-            route("HEAD", "/tasks/3"),
-            Routed {
-                route: Route::GetTask(Ok(3)),
-                head: true
-            }
-        );
+        assert_eq!(route("HEAD", "/tasks/3"), Route::GetTask(Ok(3)));
         assert!(matches!(routed("HEAD", "/tasks"), Route::ListTasks(Ok(_))));
     }
 
@@ -235,16 +282,11 @@ mod tests {
 
     #[test]
     fn other_methods_on_known_paths_are_not_allowed() {
-        assert_eq!(
-            routed("DELETE", "/tasks"),
-            Route::MethodNotAllowed("Allow: GET, HEAD, POST")
-        );
-        assert_eq!(routed("POST", "/tasks/1"), Route::MethodNotAllowed("Allow: GET, HEAD"));
-        assert_eq!(routed("PUT", "/tasks/abc"), Route::MethodNotAllowed("Allow: GET, HEAD"));
-        assert_eq!(
-            routed("get", "/tasks"),
-            Route::MethodNotAllowed("Allow: GET, HEAD, POST")
-        );
+        assert_eq!(routed("DELETE", "/tasks"), Route::MethodNotAllowed(Resource::Tasks));
+        assert_eq!(routed("POST", "/tasks/1"), Route::MethodNotAllowed(Resource::Task));
+        assert_eq!(routed("PUT", "/tasks/abc"), Route::MethodNotAllowed(Resource::Task));
+        assert_eq!(routed("get", "/tasks"), Route::MethodNotAllowed(Resource::Tasks));
+        assert_eq!(Resource::Tasks.allow(), "GET, HEAD, POST");
     }
 
     #[test]

@@ -1,0 +1,534 @@
+//! One client connection, served on its own coroutine: read what the
+//! client sends, answer every complete request in it in order, write the
+//! answers in one batch, and read again. Every wait is bounded by a
+//! timeout and every buffer by a limit.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use log::debug;
+use may::net::TcpStream;
+
+use crate::server::chunked::{ChunkedDecoder, Progress};
+use crate::server::head::{self, Framing, Head, Refusal};
+use crate::server::listener::Admission;
+use crate::server::request::Request;
+use crate::server::response::{ConnectionHeader, Response, write_refusal};
+use crate::server::{Handler, Limits, MAX_UNWRITTEN, date};
+
+/// The least room made for each read.
+const READ_CHUNK: usize = 4096;
+
+/// Buffers grown past this for one large request are let go once it is
+/// answered, so an idle connection holds little.
+const KEEP_CAPACITY: usize = 64 * 1024;
+
+/// A head is parsed again on every read while it is this short; past it,
+/// only when a read completes a line (where parsing can tell more). A head
+/// dripping in byte by byte so costs linear, not quadratic, parsing.
+const ALWAYS_PARSED: usize = 1024;
+
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// What a connection needs of its socket; a trait so that the whole
+/// connection loop can run against bytes in memory in tests and benchmarks.
+pub(crate) trait Transport: Read + Write {
+    /// Bounds the next reads (`TimedOut` past it).
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+    /// Ends one or both directions.
+    fn shutdown(&self, how: Shutdown) -> io::Result<()>;
+    /// Whether the client has sent bytes not read yet.
+    fn has_unread(&self) -> bool;
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, Some(timeout))
+    }
+
+    fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+
+    fn has_unread(&self) -> bool {
+        self.inner().peek(&mut [0; 1]).is_ok_and(|read| read > 0)
+    }
+}
+
+/// One accepted connection and everything it holds between reads.
+pub(crate) struct Connection<T: Transport> {
+    stream: T,
+    peer: SocketAddr,
+    admission: Admission,
+    input: ReadBuffer,
+    answers: Answers,
+    /// The request whose head has arrived but whose body has not.
+    pending: Option<Pending>,
+    /// The decoded body of a chunked request.
+    body: Vec<u8>,
+    /// When the first byte of the head being read arrived.
+    head_started: Option<Instant>,
+    /// Bytes of the head being read that were already looked at.
+    scanned: usize,
+    /// The read timeout set on the socket now.
+    read_timeout: Option<Duration>,
+}
+
+/// A request waiting for its body: its head is kept apart (so the input
+/// buffer holds only body bytes) and parsed again once the body is in.
+struct Pending {
+    head: Head,
+    head_bytes: Vec<u8>,
+    chunked: Option<ChunkedDecoder>,
+}
+
+/// How a connection ends.
+enum End {
+    /// After an answer that said `Connection: close`, or the client's end
+    /// of input with every complete request answered.
+    Close,
+    /// A request the server refuses: answer it, then close.
+    Refuse(Refusal),
+    /// The client is gone or stopped taking answers: nothing more to send.
+    Abort,
+}
+
+/// What answering the next request in the buffer came to.
+enum Step {
+    /// Answered; true if the connection closes after it.
+    Answered(bool),
+    /// No complete request in the buffer.
+    NeedMore,
+}
+
+impl<T: Transport> Connection<T> {
+    pub(crate) fn new(stream: T, peer: SocketAddr, admission: Admission, handler: Arc<dyn Handler>) -> Self {
+        Self {
+            stream,
+            peer,
+            admission,
+            input: ReadBuffer::default(),
+            answers: Answers {
+                handler,
+                peer,
+                response: Response::default(),
+                output: BytesMut::new(),
+            },
+            pending: None,
+            body: Vec::new(),
+            head_started: None,
+            scanned: 0,
+            read_timeout: None,
+        }
+    }
+
+    /// Serves the connection until it ends, then closes it.
+    pub(crate) fn serve(mut self) {
+        let limits = *self.admission.limits();
+        match self.run(&limits) {
+            End::Close => self.close(&limits),
+            End::Refuse(refusal) => self.refuse(refusal, &limits),
+            End::Abort => {}
+        }
+    }
+
+    fn run(&mut self, limits: &Limits) -> End {
+        let mut date = date::line();
+        loop {
+            match self.next_request(limits, &date) {
+                Ok(Step::Answered(true)) => return End::Close,
+                Ok(Step::Answered(false)) if self.answers.output.len() >= MAX_UNWRITTEN => {
+                    if self.flush().is_err() {
+                        return End::Abort;
+                    }
+                }
+                Ok(Step::Answered(false)) => {}
+                Ok(Step::NeedMore) => {
+                    if self.flush().is_err() {
+                        return End::Abort;
+                    }
+                    if let Some(end) = self.fill(limits) {
+                        return end;
+                    }
+                    date = date::line();
+                }
+                Err(refusal) => return End::Refuse(refusal),
+            }
+        }
+    }
+
+    /// Answers the next request in the input if it is complete.
+    fn next_request(&mut self, limits: &Limits, date: &[u8]) -> Result<Step, Refusal> {
+        match self.pending.take() {
+            Some(pending) => self.continue_body(pending, date),
+            None => self.start_request(limits, date),
+        }
+    }
+
+    /// Looks for a complete head at the start of the input; answers the
+    /// request at once if its body is in too.
+    fn start_request(&mut self, limits: &Limits, date: &[u8]) -> Result<Step, Refusal> {
+        let input = self.input.data();
+        if input.is_empty() {
+            return Ok(Step::NeedMore);
+        }
+        self.head_started.get_or_insert_with(Instant::now);
+        let worth_parsing = input.len() <= ALWAYS_PARSED || input[self.scanned..].contains(&b'\n');
+        self.scanned = input.len();
+        let mut slots = head::header_slots();
+        let parsed = if worth_parsing {
+            head::parse(input, &mut slots)?
+        } else {
+            None
+        };
+        let Some((request, len)) = parsed else {
+            return if input.len() > limits.max_header_bytes {
+                Err(Refusal::HeadTooLarge)
+            } else {
+                Ok(Step::NeedMore)
+            };
+        };
+        if len > limits.max_header_bytes {
+            return Err(Refusal::HeadTooLarge);
+        }
+        let head = head::inspect(&request, len)?;
+        self.head_started = None;
+        self.scanned = 0;
+        let body_input = &input[len..];
+        match head.framing {
+            Framing::Length(length) if length > limits.max_body_bytes as u64 => Err(Refusal::BodyTooLarge),
+            Framing::Length(length) if body_input.len() as u64 >= length => {
+                let body = &body_input[..length as usize];
+                let close = self.answers.answer(&request, body, &head, date);
+                self.input.consume(len + length as usize);
+                Ok(Step::Answered(close))
+            }
+            Framing::Length(_) => self.await_body(head, None),
+            Framing::Chunked => {
+                let mut decoder = ChunkedDecoder::new(limits.max_body_bytes);
+                self.body.clear();
+                match decoder.decode(body_input, &mut self.body)? {
+                    Progress::Done(used) => {
+                        let close = self.answers.answer(&request, &self.body, &head, date);
+                        self.input.consume(len + used);
+                        self.release_body();
+                        Ok(Step::Answered(close))
+                    }
+                    Progress::NeedMore => self.await_body(head, Some(decoder)),
+                }
+            }
+        }
+    }
+
+    /// Sets the request aside until its body arrives: its head moves out
+    /// of the input, and a client waiting for `100 Continue` is sent it.
+    fn await_body(&mut self, head: Head, chunked: Option<ChunkedDecoder>) -> Result<Step, Refusal> {
+        let head_bytes = self.input.data()[..head.len].to_vec();
+        let decoded_input = match chunked {
+            Some(_) => self.input.data().len(),
+            None => head.len,
+        };
+        self.input.consume(decoded_input);
+        if head.expects_continue {
+            self.answers.output.extend_from_slice(CONTINUE);
+        }
+        self.pending = Some(Pending {
+            head,
+            head_bytes,
+            chunked,
+        });
+        Ok(Step::NeedMore)
+    }
+
+    /// Takes the body of the request set aside, and answers it once whole.
+    fn continue_body(&mut self, mut pending: Pending, date: &[u8]) -> Result<Step, Refusal> {
+        let (used, body): (usize, &[u8]) = match (&mut pending.chunked, pending.head.framing) {
+            (Some(decoder), _) => match decoder.decode(self.input.data(), &mut self.body)? {
+                Progress::Done(used) => (used, &self.body),
+                Progress::NeedMore => {
+                    self.input.clear();
+                    self.pending = Some(pending);
+                    return Ok(Step::NeedMore);
+                }
+            },
+            (None, Framing::Length(length)) if self.input.data().len() as u64 >= length => {
+                (length as usize, &self.input.data()[..length as usize])
+            }
+            (None, _) => {
+                self.pending = Some(pending);
+                return Ok(Step::NeedMore);
+            }
+        };
+        let mut slots = head::header_slots();
+        let (request, _) = head::parse(&pending.head_bytes, &mut slots)?.ok_or(Refusal::MalformedHead)?;
+        let close = self.answers.answer(&request, body, &pending.head, date);
+        self.input.consume(used);
+        self.release_body();
+        Ok(Step::Answered(close))
+    }
+
+    /// Lets go of a decoded body that grew large.
+    fn release_body(&mut self) {
+        if self.body.capacity() > KEEP_CAPACITY {
+            self.body = Vec::new();
+        }
+    }
+
+    /// Reads more from the client; `Some` when the connection ends instead.
+    fn fill(&mut self, limits: &Limits) -> Option<End> {
+        self.set_read_timeout(limits);
+        let room = match &self.pending {
+            Some(Pending {
+                head, chunked: None, ..
+            }) => match head.framing {
+                Framing::Length(length) => (length as usize)
+                    .saturating_sub(self.input.data().len())
+                    .max(READ_CHUNK),
+                Framing::Chunked => READ_CHUNK,
+            },
+            _ => READ_CHUNK,
+        };
+        match self
+            .stream
+            .read(self.input.spare(room.min(limits.max_body_bytes + READ_CHUNK)))
+        {
+            Ok(0) => Some(self.end_of_input()),
+            Ok(read) => {
+                self.input.filled(read);
+                None
+            }
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => Some(self.timed_out()),
+            Err(err) => {
+                debug!("connection from {}: read failed: {err}", self.peer);
+                Some(End::Abort)
+            }
+        }
+    }
+
+    /// The client has closed its side: every complete request was answered;
+    /// a head cut short that is already malformed still gets its 400.
+    fn end_of_input(&self) -> End {
+        let input = self.input.data();
+        if self.pending.is_none() && !input.is_empty() {
+            let mut slots = head::header_slots();
+            if let Err(refusal) = head::parse(input, &mut slots) {
+                return End::Refuse(refusal);
+            }
+        }
+        End::Close
+    }
+
+    /// A read ran past its timeout: a head in progress gets 408; a quiet
+    /// connection between requests, or a stalled body, is closed.
+    fn timed_out(&self) -> End {
+        if self.head_started.is_some() {
+            End::Refuse(Refusal::HeadTimeout)
+        } else {
+            debug!("connection from {}: closed after its timeout", self.peer);
+            End::Abort
+        }
+    }
+
+    /// The time the next read may take: what is left of the header timeout
+    /// while a head is arriving, the idle timeout otherwise. The socket is
+    /// only told when that changes.
+    fn set_read_timeout(&mut self, limits: &Limits) {
+        let timeout = match self.head_started {
+            Some(started) => limits
+                .header_timeout
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1)),
+            None => limits.idle_timeout,
+        };
+        if self.read_timeout != Some(timeout) {
+            self.read_timeout = Some(timeout);
+            let _ = self.stream.set_read_timeout(timeout);
+        }
+    }
+
+    /// Writes every answer waiting, in one write where the socket takes it.
+    fn flush(&mut self) -> io::Result<()> {
+        let output = &mut self.answers.output;
+        if output.is_empty() {
+            return Ok(());
+        }
+        let written = self.stream.write_all(output);
+        output.clear();
+        if output.capacity() > KEEP_CAPACITY {
+            *output = BytesMut::new();
+        }
+        written
+    }
+
+    /// Sends the last answers and closes: at once if the client has sent
+    /// nothing more, or after taking what it sends (requests pipelined
+    /// behind a close are never answered, but must not reset the
+    /// connection before the client has read the answers).
+    fn close(&mut self, limits: &Limits) {
+        if self.flush().is_err() {
+            return;
+        }
+        let unread = !self.input.data().is_empty() || self.stream.has_unread();
+        if unread {
+            linger_close(&mut self.stream, LINGER.min(limits.idle_timeout), unread_limit(limits));
+        } else {
+            let _ = self.stream.shutdown(Shutdown::Write);
+        }
+    }
+
+    /// Sends the answers made so far, then the refusal, and closes.
+    fn refuse(mut self, refusal: Refusal, limits: &Limits) {
+        debug!("connection from {}: refused: {}", self.peer, refusal.message());
+        self.answers.handler.refused(refusal.status());
+        let answers = &mut self.answers;
+        write_refusal(&mut answers.response, refusal);
+        answers
+            .response
+            .encode(&mut answers.output, &date::line(), false, ConnectionHeader::Close);
+        if self.flush().is_ok() {
+            linger_close(&mut self.stream, LINGER.min(limits.idle_timeout), unread_limit(limits));
+        }
+    }
+}
+
+/// How long a closing connection waits for its client to stop sending.
+const LINGER: Duration = Duration::from_secs(1);
+
+/// The most a closing connection reads from a client that goes on sending.
+fn unread_limit(limits: &Limits) -> usize {
+    limits.max_body_bytes + limits.max_header_bytes
+}
+
+/// The application's side of a connection: the handler, and the answers
+/// it has written that are waiting to be sent.
+struct Answers {
+    handler: Arc<dyn Handler>,
+    peer: SocketAddr,
+    /// The answer being written, reused from request to request.
+    response: Response,
+    /// Encoded answers not yet written to the socket.
+    output: BytesMut,
+}
+
+impl Answers {
+    /// Calls the handler for one request and encodes its answer; true if
+    /// the connection closes after it. A handler that panics is answered
+    /// 500 and closes the connection: its state cannot be trusted.
+    fn answer(&mut self, parsed: &httparse::Request<'_, '_>, body: &[u8], head: &Head, date: &[u8]) -> bool {
+        let method = parsed.method.unwrap_or_default();
+        let request =
+            Request::new(method, parsed.path.unwrap_or_default(), parsed.headers, body).from_peer(self.peer.ip());
+        self.response.clear();
+        let handler = &*self.handler;
+        let response = &mut self.response;
+        let failed = catch_unwind(AssertUnwindSafe(|| handler.handle(&request, response))).is_err();
+        if failed {
+            handler.refused(Refusal::HandlerFailed.status());
+            write_refusal(response, Refusal::HandlerFailed);
+        }
+        let connection = if failed || !head.keep_alive {
+            ConnectionHeader::Close
+        } else if head.confirm_keep_alive {
+            ConnectionHeader::KeepAlive
+        } else {
+            ConnectionHeader::Default
+        };
+        response.encode(&mut self.output, date, head.is_head, connection);
+        connection == ConnectionHeader::Close
+    }
+}
+
+/// Closes a connection whose client may still be sending (a refused body,
+/// requests pipelined behind a close): stops writing, then reads and drops
+/// what arrives for up to `timeout` or `limit` bytes, so that closing with
+/// unread data does not make the kernel reset the connection and destroy
+/// the answer before the client has read it.
+pub(crate) fn linger_close(stream: &mut impl Transport, timeout: Duration, limit: usize) {
+    if stream.shutdown(Shutdown::Write).is_err() {
+        return;
+    }
+    let _ = stream.set_read_timeout(timeout);
+    let deadline = Instant::now() + timeout;
+    let mut sink = [0u8; 1024];
+    let mut drained = 0;
+    while drained < limit && Instant::now() < deadline {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => drained += read,
+        }
+    }
+}
+
+/// The bytes read from a client and not yet consumed, in one buffer that
+/// is zeroed only when it grows (so reads need no `unsafe`) and compacted
+/// rather than grown when its front is free.
+#[derive(Default)]
+struct ReadBuffer {
+    bytes: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl ReadBuffer {
+    fn data(&self) -> &[u8] {
+        &self.bytes[self.start..self.end]
+    }
+
+    fn consume(&mut self, count: usize) {
+        self.start += count;
+        debug_assert!(self.start <= self.end);
+        if self.start == self.end {
+            self.clear();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        if self.bytes.len() > KEEP_CAPACITY {
+            self.bytes = Vec::new();
+        }
+    }
+
+    /// At least `room` bytes to read into, after the data.
+    fn spare(&mut self, room: usize) -> &mut [u8] {
+        if self.bytes.len() - self.end < room && self.start > 0 {
+            self.bytes.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.bytes.len() - self.end < room {
+            self.bytes.resize(self.end + room, 0);
+        }
+        &mut self.bytes[self.end..]
+    }
+
+    fn filled(&mut self, count: usize) {
+        self.end += count;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_buffer_compacts_before_it_grows() {
+        let mut buffer = ReadBuffer::default();
+        buffer.spare(8)[..6].copy_from_slice(b"abcdef");
+        buffer.filled(6);
+        buffer.consume(4);
+        assert_eq!(buffer.data(), b"ef");
+        let room = buffer.spare(6).len();
+        assert!(room >= 6);
+        assert_eq!(buffer.bytes.len(), 8, "compacted, not grown");
+        assert_eq!(buffer.data(), b"ef");
+        buffer.consume(2);
+        assert_eq!((buffer.start, buffer.end), (0, 0));
+    }
+}

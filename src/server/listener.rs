@@ -1,0 +1,324 @@
+//! The listening socket and the accept loop: binding without
+//! `SO_REUSEPORT`, admitting connections within the connection limits with
+//! atomic counts, and backing off when the process runs out of descriptors.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use log::{debug, info, warn};
+use may::coroutine::JoinHandle;
+use may::net::{TcpListener, TcpStream};
+use socket2::{Domain, SockRef, Socket, Type};
+
+use crate::server::connection::Connection;
+use crate::server::head::Refusal;
+use crate::server::response::refusal_bytes;
+use crate::server::{Handler, Limits};
+
+/// Connections the kernel queues for `accept`.
+const BACKLOG: i32 = 1024;
+
+/// How long the accept loop rests when the process is out of descriptors
+/// and none can be freed to answer the client.
+const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Binds `addr` with `SO_REUSEADDR` (a restarted server may reuse a port in
+/// `TIME_WAIT`) but not `SO_REUSEPORT` (which would let a second server
+/// share the port and split its traffic), then listens.
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket
+        .bind(&addr.into())
+        .map_err(|err| io::Error::new(err.kind(), format!("cannot bind {addr}: {err}")))?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    // SAFETY: `into_raw_fd` hands over the descriptor of the socket just
+    // bound and listening; nothing else owns or closes it, and may's
+    // listener takes ownership of it here.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// Wakes the accept loop blocked on `listener` by shutting the listening
+/// socket down: its `accept` then fails and the loop sees it is stopping.
+pub(crate) fn wake_accept(listener: &TcpListener) {
+    if let Err(err) = SockRef::from(listener.inner()).shutdown(Shutdown::Read) {
+        debug!("shutting the listening socket down: {err}");
+    }
+}
+
+/// Starts the coroutine that accepts connections until `stopping` is set.
+pub(crate) fn spawn_accept_loop(
+    listener: Arc<TcpListener>,
+    admissions: Arc<Admissions>,
+    handler: Arc<dyn Handler>,
+    stopping: Arc<AtomicBool>,
+) -> io::Result<JoinHandle<()>> {
+    let acceptor = Acceptor {
+        listener,
+        admissions,
+        handler,
+        stopping,
+        reserve: File::open("/dev/null").ok(),
+        exhausted: false,
+    };
+    // SAFETY: the accept loop touches no thread-local state and blocks only
+    // on may's own I/O and sleep, which is what `spawn` asks of a coroutine.
+    let handle = unsafe {
+        may::coroutine::Builder::new()
+            .name("accept".into())
+            .spawn(move || acceptor.run())
+    }?;
+    Ok(handle)
+}
+
+struct Acceptor {
+    listener: Arc<TcpListener>,
+    admissions: Arc<Admissions>,
+    handler: Arc<dyn Handler>,
+    stopping: Arc<AtomicBool>,
+    /// A descriptor held in reserve: when the process runs out, closing it
+    /// makes room to accept one client and tell it so, instead of leaving
+    /// every client beyond the limit waiting in the backlog.
+    reserve: Option<File>,
+    /// In an episode of descriptor exhaustion (one warning per episode).
+    exhausted: bool,
+}
+
+impl Acceptor {
+    fn run(mut self) {
+        while !self.stopping.load(Ordering::SeqCst) {
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(err) if self.stopping.load(Ordering::SeqCst) => debug!("accept loop stopping: {err}"),
+                Err(err) if is_descriptor_exhaustion(&err) => self.on_exhaustion(&err),
+                Err(err) => debug!("accept failed: {err}"),
+            }
+        }
+    }
+
+    fn admit(&mut self, stream: TcpStream, peer: SocketAddr) {
+        if self.exhausted {
+            self.exhausted = false;
+            info!("accepting connections again: file descriptors are available");
+        }
+        let admission = match self.admissions.admit(peer.ip()) {
+            Ok(admission) => admission,
+            Err(refusal) => return self.refuse(stream, refusal),
+        };
+        let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(admission.limits().idle_timeout));
+        let connection = Connection::new(stream, peer, admission, self.handler.clone());
+        // SAFETY: the connection coroutine blocks only on may's own I/O,
+        // timers and sync primitives, and uses no thread-local state that
+        // outlives a call.
+        let spawned = unsafe { may::coroutine::Builder::new().spawn(move || connection.serve()) };
+        if let Err(err) = spawned {
+            warn!("cannot start a connection coroutine: {err}");
+        }
+    }
+
+    /// Answers a connection the limits do not admit, on a coroutine of its
+    /// own so the accept loop never waits on a client.
+    fn refuse(&self, stream: TcpStream, refusal: Refusal) {
+        self.handler.refused(refusal.status());
+        // SAFETY: as for connections: only may's own I/O and timers.
+        let spawned = unsafe { may::coroutine::Builder::new().spawn(move || refuse_and_close(stream, refusal)) };
+        if let Err(err) = spawned {
+            debug!("cannot start a coroutine to refuse a connection: {err}");
+        }
+    }
+
+    /// Out of descriptors: frees the reserve to accept one waiting client
+    /// and tell it 503, then takes the reserve back; with no reserve to
+    /// free, rests a while. Never retries at once, so never spins.
+    fn on_exhaustion(&mut self, err: &io::Error) {
+        if !self.exhausted {
+            self.exhausted = true;
+            warn!("cannot accept connections: {err}; answering 503 until descriptors are freed");
+        }
+        if self.reserve.take().is_some() {
+            if let Ok((mut stream, _)) = self.listener.accept() {
+                self.handler.refused(Refusal::OutOfDescriptors.status());
+                let _ = stream.write_all(&refusal_bytes(Refusal::OutOfDescriptors));
+                let _ = stream.shutdown(Shutdown::Both);
+            }
+            self.reserve = File::open("/dev/null").ok();
+        }
+        if self.reserve.is_none() {
+            may::coroutine::sleep(EXHAUSTED_BACKOFF);
+            self.reserve = File::open("/dev/null").ok();
+        }
+    }
+}
+
+fn is_descriptor_exhaustion(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Writes the refusal, then closes without losing it (see
+/// [`Connection::linger_close`]).
+fn refuse_and_close(mut stream: TcpStream, refusal: Refusal) {
+    let _ = stream.set_write_timeout(Some(REFUSAL_TIMEOUT));
+    if stream.write_all(&refusal_bytes(refusal)).is_ok() {
+        crate::server::connection::linger_close(&mut stream, REFUSAL_TIMEOUT, 64 * 1024);
+    }
+}
+
+/// How long a refused connection is given to take its answer.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Counts open connections, in all and per client address, and admits new
+/// ones within the limits.
+pub(crate) struct Admissions {
+    limits: Limits,
+    open: Arc<AtomicUsize>,
+    /// Open connections per client address; only used when
+    /// `max_connections_per_client` is set.
+    per_client: DashMap<IpAddr, usize>,
+}
+
+/// One admitted connection's place; leaving it (on drop) frees the place.
+pub(crate) struct Admission {
+    admissions: Arc<Admissions>,
+    client: IpAddr,
+}
+
+impl Admission {
+    /// The limits the connection is served within.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.admissions.limits
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.admissions.release(self.client);
+    }
+}
+
+/// How many client connections are open, for the metrics.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectionGauge(Arc<AtomicUsize>);
+
+impl ConnectionGauge {
+    /// Client connections open now.
+    pub fn open(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Admissions {
+    pub(crate) fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            open: Arc::new(AtomicUsize::new(0)),
+            per_client: DashMap::new(),
+        }
+    }
+
+    pub(crate) fn gauge(&self) -> ConnectionGauge {
+        ConnectionGauge(self.open.clone())
+    }
+
+    /// A place for a connection from `client`, or the refusal to send it.
+    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Admission, Refusal> {
+        let before = self.open.fetch_add(1, Ordering::AcqRel);
+        if before >= self.limits.max_connections {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::TooManyConnections);
+        }
+        if !self.admit_client(client) {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refusal::TooManyClientConnections);
+        }
+        Ok(Admission {
+            admissions: self.clone(),
+            client,
+        })
+    }
+
+    fn admit_client(&self, client: IpAddr) -> bool {
+        let limit = self.limits.max_connections_per_client;
+        if limit == 0 {
+            return true;
+        }
+        let mut open = self.per_client.entry(client).or_insert(0);
+        if *open >= limit {
+            return false;
+        }
+        *open += 1;
+        true
+    }
+
+    fn release(&self, client: IpAddr) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        if self.limits.max_connections_per_client != 0 {
+            self.per_client.remove_if_mut(&client, |_, open| {
+                *open -= 1;
+                *open == 0
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admissions(max: usize, per_client: usize) -> Arc<Admissions> {
+        Arc::new(Admissions::new(Limits {
+            max_connections: max,
+            max_connections_per_client: per_client,
+            ..Limits::default()
+        }))
+    }
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+    #[test]
+    fn admits_up_to_the_limit_and_frees_places_on_drop() {
+        let admissions = admissions(2, 0);
+        let first = admissions.admit(A).unwrap();
+        let _second = admissions.admit(B).unwrap();
+        assert_eq!(admissions.admit(A).err(), Some(Refusal::TooManyConnections));
+        assert_eq!(admissions.gauge().open(), 2);
+        drop(first);
+        assert!(admissions.admit(A).is_ok());
+    }
+
+    #[test]
+    fn the_per_client_limit_counts_each_address_apart() {
+        let admissions = admissions(10, 1);
+        let a = admissions.admit(A).unwrap();
+        assert_eq!(admissions.admit(A).err(), Some(Refusal::TooManyClientConnections));
+        let b = admissions.admit(B).unwrap();
+        assert_eq!(admissions.gauge().open(), 2);
+        drop(a);
+        let again = admissions.admit(A).unwrap();
+        assert_eq!(admissions.per_client.len(), 2);
+        drop((again, b));
+        assert_eq!(
+            admissions.per_client.len(),
+            0,
+            "addresses with no connection are forgotten"
+        );
+        assert_eq!(admissions.gauge().open(), 0);
+    }
+
+    #[test]
+    fn a_second_bind_of_the_same_port_fails_naming_the_address() {
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let taken = first.local_addr().unwrap();
+        let err = bind(taken).map(|_| ()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains(&taken.to_string()), "{err}");
+    }
+}

@@ -1,0 +1,244 @@
+//! A connection served from bytes in memory: the whole connection loop
+//! (framing, limits, batching, closing) without a socket, for tests and
+//! benchmarks.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::server::connection::{Connection, Transport};
+use crate::server::listener::Admissions;
+use crate::server::{Handler, Limits};
+
+/// Serves one connection whose client sends `reads`, each arriving as one
+/// read (empty ones are skipped: a read of nothing is the end of input),
+/// then closes its side; returns all the server wrote to it.
+pub fn serve_in_memory(handler: Arc<dyn Handler>, limits: Limits, reads: Vec<Vec<u8>>) -> Vec<u8> {
+    let written = Rc::new(RefCell::new(Vec::new()));
+    let stream = MemoryStream {
+        reads: reads.into_iter().filter(|read| !read.is_empty()).collect(),
+        written: written.clone(),
+    };
+    let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
+    let admission = Arc::new(Admissions::new(limits))
+        .admit(peer.ip())
+        .expect("a first connection is always admitted");
+    Connection::new(stream, peer, admission, handler).serve();
+    written.take()
+}
+
+struct MemoryStream {
+    reads: VecDeque<Vec<u8>>,
+    written: Rc<RefCell<Vec<u8>>>,
+}
+
+impl Read for MemoryStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(mut chunk) = self.reads.pop_front() else {
+            return Ok(0);
+        };
+        if chunk.len() > buf.len() {
+            self.reads.push_front(chunk.split_off(buf.len()));
+        }
+        buf[..chunk.len()].copy_from_slice(&chunk);
+        Ok(chunk.len())
+    }
+}
+
+impl Write for MemoryStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.written.borrow_mut().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for MemoryStream {
+    fn set_read_timeout(&self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn shutdown(&self, _how: Shutdown) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn has_unread(&self) -> bool {
+        !self.reads.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BufMut;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::server::{Request, Response};
+
+    /// Answers with what it was asked: method, target and body.
+    struct Echo;
+
+    impl Handler for Echo {
+        fn handle(&self, request: &Request<'_>, response: &mut Response) {
+            if request.target() == "/panic" {
+                panic!("asked to");
+            }
+            response.header("Content-Type", "text/plain");
+            let body = response.body_mut();
+            body.put_slice(format!("{} {} ", request.method(), request.target()).as_bytes());
+            body.put_slice(request.body());
+        }
+    }
+
+    fn limits() -> Limits {
+        Limits {
+            max_header_bytes: 1024,
+            max_body_bytes: 64,
+            ..Limits::default()
+        }
+    }
+
+    fn serve(reads: &[&[u8]]) -> String {
+        let reads = reads.iter().map(|read| read.to_vec()).collect();
+        let written = serve_in_memory(Arc::new(Echo), limits(), reads);
+        String::from_utf8(written).unwrap()
+    }
+
+    /// The answers, without their `Date` lines.
+    fn undated(text: &str) -> String {
+        text.split("\r\n")
+            .filter(|line| !line.starts_with("Date: "))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    fn statuses(text: &str) -> Vec<&str> {
+        text.split("HTTP/1.1 ").skip(1).map(|answer| &answer[..3]).collect()
+    }
+
+    const GET: &[u8] = b"GET /a HTTP/1.1\r\nHost: h\r\n\r\n";
+    const POST: &[u8] = b"POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello";
+    const CHUNKED: &[u8] = b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n";
+    const HEAD: &[u8] = b"HEAD /d HTTP/1.1\r\nHost: h\r\n\r\n";
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order_each_once() {
+        let text = serve(&[&[GET, POST, CHUNKED, HEAD].concat()]);
+        assert_eq!(statuses(&text), ["200", "200", "200", "200"]);
+        let bodies: Vec<&str> = text.split("\r\n\r\n").skip(1).collect();
+        assert!(bodies[0].starts_with("GET /a "), "{text}");
+        assert!(bodies[1].starts_with("POST /b hello"), "{text}");
+        assert!(bodies[2].starts_with("POST /c abcde"), "{text}");
+        assert!(
+            text.ends_with("Content-Length: 8\r\n\r\n"),
+            "HEAD: the GET's length, no body: {text}"
+        );
+    }
+
+    #[test]
+    fn nothing_follows_an_answer_that_closes() {
+        let close = b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+        let text = serve(&[&[close.as_slice(), GET].concat()]);
+        assert_eq!(statuses(&text), ["200"]);
+        assert!(text.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn a_refusal_comes_after_the_answers_before_it_and_ends_the_connection() {
+        let bad = b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: abc\r\n\r\n";
+        let text = serve(&[&[GET, bad.as_slice(), GET].concat()]);
+        assert_eq!(statuses(&text), ["200", "400"]);
+        assert!(
+            text.ends_with("{\"error\":\"invalid Content-Length header\"}\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn limits_are_answered_with_json_errors() {
+        let big_head = [b"GET / HTTP/1.1\r\nHost: h\r\nX: ".as_slice(), &[b'a'; 2000]].concat();
+        assert_eq!(statuses(&serve(&[&big_head])), ["431"]);
+        let big_body = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 65\r\n\r\n";
+        assert_eq!(statuses(&serve(&[big_body])), ["413"]);
+        let big_chunks = b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n41\r\n";
+        assert_eq!(statuses(&serve(&[big_chunks])), ["413"]);
+        assert_eq!(statuses(&serve(&[b"\x16\x03\x01\x00\xa5\x01\x00\x00"])), ["400"]);
+        assert_eq!(statuses(&serve(&[b"\r\r\r\r"])), ["400"]);
+    }
+
+    #[test]
+    fn a_head_over_the_limit_is_refused_before_it_ends() {
+        let endless: Vec<&[u8]> = std::iter::once(b"GET / HTTP/1.1\r\nX: ".as_slice())
+            .chain(std::iter::repeat_n([b'a'; 100].as_slice(), 20))
+            .collect();
+        assert_eq!(statuses(&serve(&endless)), ["431"]);
+    }
+
+    #[test]
+    fn expect_continue_gets_an_interim_answer_before_the_body() {
+        let head = b"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        let text = serve(&[head, b"ok"]);
+        assert!(
+            text.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n"),
+            "{text}"
+        );
+        assert!(text.ends_with("POST /e ok"), "{text}");
+    }
+
+    #[test]
+    fn a_panicking_handler_is_answered_500_and_the_connection_closed() {
+        let panics = b"GET /panic HTTP/1.1\r\nHost: h\r\n\r\n";
+        let text = serve(&[&[panics.as_slice(), GET].concat()]);
+        assert_eq!(statuses(&text), ["500"]);
+        assert!(text.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn http10_closes_unless_asked_to_keep_alive() {
+        assert_eq!(statuses(&serve(&[b"GET / HTTP/1.0\r\n\r\n", GET])), ["200"]);
+        let kept = serve(&[b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", GET]);
+        assert_eq!(statuses(&kept), ["200", "200"]);
+        assert!(kept.contains("Connection: keep-alive\r\n"));
+    }
+
+    proptest! {
+        #[test]
+        fn any_split_of_the_requests_gets_the_same_answers(
+            order in prop::collection::vec(0..4usize, 1..6),
+            cuts in prop::collection::vec(any::<usize>(), 0..10),
+        ) {
+            let requests = [GET, POST, CHUNKED, HEAD];
+            let input: Vec<u8> = order.iter().flat_map(|&i| requests[i].to_vec()).collect();
+            let whole = undated(&serve(&[&input]));
+            let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
+            bounds.push(0);
+            bounds.push(input.len());
+            bounds.sort_unstable();
+            let pieces: Vec<&[u8]> = bounds.windows(2).map(|pair| &input[pair[0]..pair[1]]).collect();
+            let split = undated(&serve(&pieces));
+            prop_assert_eq!(statuses(&whole).len(), order.len());
+            prop_assert_eq!(whole, split);
+        }
+
+        #[test]
+        fn arbitrary_bytes_always_get_an_answer_or_a_clean_end(
+            input in prop::collection::vec(any::<u8>(), 0..300),
+            cuts in prop::collection::vec(any::<usize>(), 0..6),
+        ) {
+            let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
+            bounds.push(0);
+            bounds.push(input.len());
+            bounds.sort_unstable();
+            let pieces: Vec<&[u8]> = bounds.windows(2).map(|pair| &input[pair[0]..pair[1]]).collect();
+            let whole = undated(&serve(&[&input]));
+            prop_assert_eq!(whole, undated(&serve(&pieces)));
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! What a handler writes, and how the server puts it on the wire: status
+//! line with the standard reason phrase, `Date`, the handler's headers,
+//! `Content-Length` and `Connection`, then the body unless the status or
+//! the method says there is none.
+
+use bytes::{BufMut, BytesMut};
+
+use crate::server::head::Refusal;
+
+/// One answer being written by a handler.
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    /// Header lines, each ending in CRLF.
+    headers: BytesMut,
+    body: BytesMut,
+}
+
+impl Default for Response {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            headers: BytesMut::new(),
+            body: BytesMut::new(),
+        }
+    }
+}
+
+impl Response {
+    /// Sets the status code (200 until set).
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Adds a header line. The server writes `Date`, `Content-Length` and
+    /// `Connection` itself.
+    pub fn header(&mut self, name: &str, value: &str) {
+        self.headers.reserve(name.len() + value.len() + 4);
+        self.headers.put_slice(name.as_bytes());
+        self.headers.put_slice(b": ");
+        self.headers.put_slice(value.as_bytes());
+        self.headers.put_slice(b"\r\n");
+    }
+
+    /// The value of the first header line named `name` (case-insensitive).
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        let text = std::str::from_utf8(&self.headers).ok()?;
+        text.split("\r\n").find_map(|line| {
+            let (line_name, value) = line.split_once(": ")?;
+            line_name.eq_ignore_ascii_case(name).then_some(value)
+        })
+    }
+
+    /// The body, to write into.
+    pub fn body_mut(&mut self) -> &mut BytesMut {
+        &mut self.body
+    }
+
+    /// The body written so far.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// Empties it for the next answer, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.status = 200;
+        self.headers.clear();
+        self.body.clear();
+    }
+
+    /// Appends the answer to `out` as HTTP/1.1. `date` is the `Date` line;
+    /// `without_body` is set for a HEAD request.
+    pub(crate) fn encode(&self, out: &mut BytesMut, date: &[u8], without_body: bool, connection: ConnectionHeader) {
+        let body_allowed = !matches!(self.status, 100..=199 | 204 | 304);
+        let send_body = body_allowed && !without_body;
+        out.reserve(64 + self.headers.len() + if send_body { self.body.len() } else { 0 });
+        put_status_line(out, self.status);
+        out.put_slice(date);
+        out.put_slice(&self.headers);
+        if body_allowed {
+            out.put_slice(b"Content-Length: ");
+            out.put_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(connection.line());
+        out.put_slice(b"\r\n");
+        if send_body {
+            out.put_slice(&self.body);
+        }
+    }
+}
+
+/// The `Connection` line an answer carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ConnectionHeader {
+    /// None: the HTTP/1.1 default, persistence.
+    Default,
+    /// `Connection: keep-alive`, confirming HTTP/1.0 persistence.
+    KeepAlive,
+    /// `Connection: close`: nothing follows this answer.
+    Close,
+}
+
+impl ConnectionHeader {
+    fn line(self) -> &'static [u8] {
+        match self {
+            Self::Default => b"",
+            Self::KeepAlive => b"Connection: keep-alive\r\n",
+            Self::Close => b"Connection: close\r\n",
+        }
+    }
+}
+
+/// The complete answer to a refused request: a JSON error, closing the
+/// connection. For answers the server writes before or without a handler.
+pub(crate) fn refusal_bytes(refusal: Refusal) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    let mut response = Response::default();
+    write_refusal(&mut response, refusal);
+    response.encode(&mut out, &crate::server::date::line(), false, ConnectionHeader::Close);
+    out.to_vec()
+}
+
+/// Writes `refusal` as a `{"error": ...}` answer into `response`.
+pub(crate) fn write_refusal(response: &mut Response, refusal: Refusal) {
+    response.clear();
+    response.set_status(refusal.status());
+    response.header("Content-Type", "application/json");
+    let body = response.body_mut();
+    body.put_slice(b"{\"error\":\"");
+    body.put_slice(refusal.message().as_bytes());
+    body.put_slice(b"\"}\n");
+}
+
+fn put_status_line(out: &mut BytesMut, status: u16) {
+    if status == 200 {
+        out.put_slice(b"HTTP/1.1 200 OK\r\n");
+        return;
+    }
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(itoa::Buffer::new().format(status).as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(reason(status).as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// The standard reason phrase of `status` (RFC 9110 section 15).
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        410 => "Gone",
+        411 => "Length Required",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DATE: &[u8] = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n";
+
+    fn encoded(response: &Response, without_body: bool, connection: ConnectionHeader) -> String {
+        let mut out = BytesMut::new();
+        response.encode(&mut out, DATE, without_body, connection);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    fn json(status: u16, body: &str) -> Response {
+        let mut response = Response::default();
+        response.set_status(status);
+        response.header("Content-Type", "application/json");
+        response.body_mut().put_slice(body.as_bytes());
+        response
+    }
+
+    #[test]
+    fn an_answer_has_its_status_date_headers_length_and_body() {
+        let text = encoded(&json(201, "{}\n"), false, ConnectionHeader::Default);
+        assert_eq!(
+            text,
+            "HTTP/1.1 201 Created\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\nContent-Type: application/json\r\nContent-Length: 3\r\n\r\n{}\n"
+        );
+        assert!(encoded(&json(200, ""), false, ConnectionHeader::Default).starts_with("HTTP/1.1 200 OK\r\n"));
+    }
+
+    #[test]
+    fn a_head_answer_has_the_length_of_the_body_it_omits() {
+        let text = encoded(&json(200, "[1,2]\n"), true, ConnectionHeader::Close);
+        assert!(
+            text.ends_with("Content-Length: 6\r\nConnection: close\r\n\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn statuses_without_a_body_have_neither_body_nor_length() {
+        for status in [100, 204, 304] {
+            let text = encoded(&json(status, "ignored"), false, ConnectionHeader::KeepAlive);
+            assert!(!text.contains("Content-Length") && !text.contains("ignored"), "{text}");
+            assert!(text.ends_with("Connection: keep-alive\r\n\r\n"), "{text}");
+        }
+    }
+
+    #[test]
+    fn refusals_are_json_errors_that_close() {
+        let text = String::from_utf8(refusal_bytes(Refusal::HeadTooLarge)).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(
+            text.ends_with("\r\n\r\n{\"error\":\"request header block too large\"}\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn header_values_are_found_by_name() {
+        let mut response = json(200, "");
+        response.header("Link", "</tasks?after=2>; rel=\"next\"");
+        assert_eq!(response.header_value("link"), Some("</tasks?after=2>; rel=\"next\""));
+        assert_eq!(response.header_value("Allow"), None);
+    }
+}
