@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The `Content-Type` of the exposition.
-pub const CONTENT_TYPE: &str = "Content-Type: text/plain; version=0.0.4; charset=utf-8";
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// A monotonically increasing count.
 #[derive(Debug, Default)]

@@ -2,7 +2,7 @@
 //! headers and JSON body into the server's [`Response`]. Every error body
 //! is `{"error":"..."}`.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use serde::Serialize;
 
 use crate::domain::{Task, TaskId};
@@ -134,7 +134,7 @@ fn status(reply: &mut Response, word: &str) {
 }
 
 fn json_header(reply: &mut Response) {
-    reply.header("Content-Type", "application/json");
+    reply.set_content_type("application/json");
 }
 
 #[derive(Serialize)]
@@ -155,7 +155,7 @@ struct ErrorBody<'a> {
 }
 
 /// Serialises `value` followed by a newline, as Go's `json.Encoder` does.
-fn write_json(out: &mut BytesMut, value: &impl Serialize) {
+fn write_json(out: &mut Vec<u8>, value: &impl Serialize) {
     serde_json::to_writer(out.writer(), value).expect("serialising to memory cannot fail");
     out.put_u8(b'\n');
 }

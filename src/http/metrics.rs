@@ -34,10 +34,14 @@ impl RequestCounters {
     /// `resource` (`None` when no resource matched or the server refused
     /// the request before routing).
     pub(crate) fn count(&self, method: &str, resource: Option<Resource>, code: u16) {
-        let method = METHODS[..METHODS.len() - 1]
-            .iter()
-            .position(|known| *known == method)
-            .unwrap_or(METHODS.len() - 1);
+        let method = match method.as_bytes() {
+            b"GET" => 0,
+            b"HEAD" => 1,
+            b"POST" => 2,
+            b"DELETE" => 3,
+            b"OPTIONS" => 4,
+            _ => 5,
+        };
         let route = resource.map_or(ROUTES - 1, |resource| resource as usize);
         let code = CODES.iter().position(|known| *known == code).unwrap_or(CODES.len() - 1);
         self.counts.increment((method * ROUTES + route) * CODES.len() + code);
@@ -93,8 +97,7 @@ pub(crate) fn answer(api: &Api, reply: &mut Response) {
         api.connections.open(),
     );
     api.requests.write(&mut page);
-    let (name, value) = CONTENT_TYPE.split_once(": ").unwrap_or(("Content-Type", CONTENT_TYPE));
-    reply.header(name, value);
+    reply.set_content_type(CONTENT_TYPE);
     reply.body_mut().extend_from_slice(page.into_text().as_bytes());
 }
 

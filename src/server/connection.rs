@@ -9,7 +9,6 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use log::debug;
 use may::net::TcpStream;
 
@@ -117,7 +116,7 @@ impl<T: Transport> Connection<T> {
                 handler,
                 peer,
                 response: Response::default(),
-                output: BytesMut::new(),
+                output: Vec::new(),
             },
             pending: None,
             body: Vec::new(),
@@ -177,7 +176,6 @@ impl<T: Transport> Connection<T> {
         if input.is_empty() {
             return Ok(Step::NeedMore);
         }
-        self.head_started.get_or_insert_with(Instant::now);
         let worth_parsing = input.len() <= ALWAYS_PARSED || input[self.scanned..].contains(&b'\n');
         self.scanned = input.len();
         let mut slots = head::header_slots();
@@ -187,11 +185,11 @@ impl<T: Transport> Connection<T> {
             None
         };
         let Some((request, len)) = parsed else {
-            return if input.len() > limits.max_header_bytes {
-                Err(Refusal::HeadTooLarge)
-            } else {
-                Ok(Step::NeedMore)
-            };
+            if input.len() > limits.max_header_bytes {
+                return Err(Refusal::HeadTooLarge);
+            }
+            self.head_started.get_or_insert_with(Instant::now);
+            return Ok(Step::NeedMore);
         };
         if len > limits.max_header_bytes {
             return Err(Refusal::HeadTooLarge);
@@ -360,7 +358,7 @@ impl<T: Transport> Connection<T> {
         let written = self.stream.write_all(output);
         output.clear();
         if output.capacity() > KEEP_CAPACITY {
-            *output = BytesMut::new();
+            *output = Vec::new();
         }
         written
     }
@@ -412,7 +410,7 @@ struct Answers {
     /// The answer being written, reused from request to request.
     response: Response,
     /// Encoded answers not yet written to the socket.
-    output: BytesMut,
+    output: Vec<u8>,
 }
 
 impl Answers {

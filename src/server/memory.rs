@@ -90,7 +90,7 @@ mod tests {
             if request.target() == "/panic" {
                 panic!("asked to");
             }
-            response.header("Content-Type", "text/plain");
+            response.set_content_type("text/plain");
             let body = response.body_mut();
             body.put_slice(format!("{} {} ", request.method(), request.target()).as_bytes());
             body.put_slice(request.body());

@@ -3,25 +3,25 @@
 //! `Content-Length` and `Connection`, then the body unless the status or
 //! the method says there is none.
 
-use bytes::{BufMut, BytesMut};
-
 use crate::server::head::Refusal;
 
 /// One answer being written by a handler.
 #[derive(Debug)]
 pub struct Response {
     status: u16,
+    content_type: Option<&'static str>,
     /// Header lines, each ending in CRLF.
-    headers: BytesMut,
-    body: BytesMut,
+    headers: Vec<u8>,
+    body: Vec<u8>,
 }
 
 impl Default for Response {
     fn default() -> Self {
         Self {
             status: 200,
-            headers: BytesMut::new(),
-            body: BytesMut::new(),
+            content_type: None,
+            headers: Vec::new(),
+            body: Vec::new(),
         }
     }
 }
@@ -37,18 +37,28 @@ impl Response {
         self.status
     }
 
+    /// Sets the `Content-Type`: kept apart from the other headers because
+    /// nearly every answer has one, and it is then written in one piece.
+    pub fn set_content_type(&mut self, value: &'static str) {
+        self.content_type = Some(value);
+    }
+
     /// Adds a header line. The server writes `Date`, `Content-Length` and
     /// `Connection` itself.
     pub fn header(&mut self, name: &str, value: &str) {
-        self.headers.reserve(name.len() + value.len() + 4);
-        self.headers.put_slice(name.as_bytes());
-        self.headers.put_slice(b": ");
-        self.headers.put_slice(value.as_bytes());
-        self.headers.put_slice(b"\r\n");
+        let headers = &mut self.headers;
+        headers.reserve(name.len() + value.len() + 4);
+        headers.extend_from_slice(name.as_bytes());
+        headers.extend_from_slice(b": ");
+        headers.extend_from_slice(value.as_bytes());
+        headers.extend_from_slice(b"\r\n");
     }
 
     /// The value of the first header line named `name` (case-insensitive).
     pub fn header_value(&self, name: &str) -> Option<&str> {
+        if name.eq_ignore_ascii_case("content-type") {
+            return self.content_type;
+        }
         let text = std::str::from_utf8(&self.headers).ok()?;
         text.split("\r\n").find_map(|line| {
             let (line_name, value) = line.split_once(": ")?;
@@ -57,7 +67,7 @@ impl Response {
     }
 
     /// The body, to write into.
-    pub fn body_mut(&mut self) -> &mut BytesMut {
+    pub fn body_mut(&mut self) -> &mut Vec<u8> {
         &mut self.body
     }
 
@@ -69,29 +79,41 @@ impl Response {
     /// Empties it for the next answer, keeping its buffers.
     pub fn clear(&mut self) {
         self.status = 200;
+        self.content_type = None;
         self.headers.clear();
         self.body.clear();
     }
 
     /// Appends the answer to `out` as HTTP/1.1. `date` is the `Date` line;
     /// `without_body` is set for a HEAD request.
-    pub(crate) fn encode(&self, out: &mut BytesMut, date: &[u8], without_body: bool, connection: ConnectionHeader) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>, date: &[u8], without_body: bool, connection: ConnectionHeader) {
         let body_allowed = !matches!(self.status, 100..=199 | 204 | 304);
         let send_body = body_allowed && !without_body;
-        out.reserve(64 + self.headers.len() + if send_body { self.body.len() } else { 0 });
+        out.reserve(96 + self.headers.len() + if send_body { self.body.len() } else { 0 });
         put_status_line(out, self.status);
-        out.put_slice(date);
-        out.put_slice(&self.headers);
+        out.extend_from_slice(date);
+        if let Some(content_type) = self.content_type {
+            out.extend_from_slice(b"Content-Type: ");
+            out.extend_from_slice(content_type.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(&self.headers);
         if body_allowed {
-            out.put_slice(b"Content-Length: ");
-            out.put_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
-            out.put_slice(b"\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(itoa::Buffer::new().format(self.body.len()).as_bytes());
         }
-        out.put_slice(connection.line());
-        out.put_slice(b"\r\n");
+        out.extend_from_slice(connection.end_of_head(body_allowed));
         if send_body {
-            out.put_slice(&self.body);
+            out.extend_from_slice(&self.body);
         }
+    }
+
+    /// The body-less form of `encode` for tests.
+    #[cfg(test)]
+    fn encoded(&self, date: &[u8], without_body: bool, connection: ConnectionHeader) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode(&mut out, date, without_body, connection);
+        out
     }
 }
 
@@ -107,46 +129,51 @@ pub(crate) enum ConnectionHeader {
 }
 
 impl ConnectionHeader {
-    fn line(self) -> &'static [u8] {
-        match self {
-            Self::Default => b"",
-            Self::KeepAlive => b"Connection: keep-alive\r\n",
-            Self::Close => b"Connection: close\r\n",
-        }
+    /// The end of the head: the end of the `Content-Length` line if one
+    /// was started, this header, and the blank line.
+    fn end_of_head(self, after_length: bool) -> &'static [u8] {
+        let all: &'static [u8] = match self {
+            Self::Default => b"\r\n\r\n",
+            Self::KeepAlive => b"\r\nConnection: keep-alive\r\n\r\n",
+            Self::Close => b"\r\nConnection: close\r\n\r\n",
+        };
+        if after_length { all } else { &all[2..] }
     }
 }
 
 /// The complete answer to a refused request: a JSON error, closing the
 /// connection. For answers the server writes before or without a handler.
 pub(crate) fn refusal_bytes(refusal: Refusal) -> Vec<u8> {
-    let mut out = BytesMut::new();
+    let mut out = Vec::new();
     let mut response = Response::default();
     write_refusal(&mut response, refusal);
     response.encode(&mut out, &crate::server::date::line(), false, ConnectionHeader::Close);
-    out.to_vec()
+    out
 }
 
 /// Writes `refusal` as a `{"error": ...}` answer into `response`.
 pub(crate) fn write_refusal(response: &mut Response, refusal: Refusal) {
     response.clear();
     response.set_status(refusal.status());
-    response.header("Content-Type", "application/json");
+    response.set_content_type("application/json");
     let body = response.body_mut();
-    body.put_slice(b"{\"error\":\"");
-    body.put_slice(refusal.message().as_bytes());
-    body.put_slice(b"\"}\n");
+    body.extend_from_slice(b"{\"error\":\"");
+    body.extend_from_slice(refusal.message().as_bytes());
+    body.extend_from_slice(b"\"}\n");
 }
 
-fn put_status_line(out: &mut BytesMut, status: u16) {
-    if status == 200 {
-        out.put_slice(b"HTTP/1.1 200 OK\r\n");
-        return;
+fn put_status_line(out: &mut Vec<u8>, status: u16) {
+    match status {
+        200 => out.extend_from_slice(b"HTTP/1.1 200 OK\r\n"),
+        201 => out.extend_from_slice(b"HTTP/1.1 201 Created\r\n"),
+        _ => {
+            out.extend_from_slice(b"HTTP/1.1 ");
+            out.extend_from_slice(itoa::Buffer::new().format(status).as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(reason(status).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
     }
-    out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(itoa::Buffer::new().format(status).as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(reason(status).as_bytes());
-    out.put_slice(b"\r\n");
 }
 
 /// The standard reason phrase of `status` (RFC 9110 section 15).
@@ -200,16 +227,14 @@ mod tests {
     const DATE: &[u8] = b"Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n";
 
     fn encoded(response: &Response, without_body: bool, connection: ConnectionHeader) -> String {
-        let mut out = BytesMut::new();
-        response.encode(&mut out, DATE, without_body, connection);
-        String::from_utf8(out.to_vec()).unwrap()
+        String::from_utf8(response.encoded(DATE, without_body, connection)).unwrap()
     }
 
     fn json(status: u16, body: &str) -> Response {
         let mut response = Response::default();
         response.set_status(status);
-        response.header("Content-Type", "application/json");
-        response.body_mut().put_slice(body.as_bytes());
+        response.set_content_type("application/json");
+        response.body_mut().extend_from_slice(body.as_bytes());
         response
     }
 
