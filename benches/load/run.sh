@@ -12,7 +12,8 @@
 #                                                # to measure what a change costs
 #
 # Needs cargo, go (standard library only; builds never touch the network),
-# wrk, taskset, curl, ss, getconf, nproc and awk. Installs nothing. Builds target/release/worker-pool,
+# wrk, taskset, curl, ss, getconf, nproc, awk and python3 (scenario i's
+# client). Installs nothing. Builds target/release/worker-pool,
 # target/release/examples/floor, target/go-reference and
 # target/axum-reference/release/axum-reference first (cargo fetches the axum
 # port's crates if they are not cached; set CARGO_BUILD_JOBS to limit the
@@ -48,6 +49,15 @@
 #      that keeps the connection open anyway (the floor: may_minihttp ignores
 #      Connection: close) shows ~0 there, and its figures are keep-alive
 #      figures                                              (rust, go, axum, floor)
+#   i  $IDLE_CONNECTIONS idle keep-alive connections (idle.py, pinned to
+#      $LOAD_CPU: each sends one GET /tasks/1, reads the answer and stays
+#      open); server RSS before and 1 s after they are open (KiB per
+#      connection), and server CPU over the next $IDLE_WINDOW s (% of one
+#      core). MAX_CONNECTIONS=IDLE_CONNECTIONS+10000 IDLE_TIMEOUT=3600 for
+#      every server; the file limit (ulimit -n) is raised to $IDLE_NOFILE,
+#      or to the hard limit if that is lower and cannot be raised (at least
+#      IDLE_CONNECTIONS+1000), for the client and the servers. One run per
+#      server                                             (rust, go, axum, floor)
 # (There is no g any more: the floor, which g used to add, runs in a b c h.)
 #
 # Metrics per run (a-e, h): requests/s; p50 and p99 latency (wrk's histogram,
@@ -63,17 +73,18 @@
 # a slow spell of the machine does not land on one server only.
 #
 # Environment: DURATION (10s) REPEATS (3) WARMUP (3s) CONNECTIONS (64)
-#   PIPELINE (16) MEMORY_TASKS (1000000) BENCH_PORT (18080) SERVER_CPU (0)
-#   LOAD_CPU (1) SCENARIOS ("a b c d e f h") BASELINE
+#   PIPELINE (16) MEMORY_TASKS (1000000) IDLE_CONNECTIONS (10000)
+#   IDLE_WINDOW (10, seconds) IDLE_NOFILE (30000) BENCH_PORT (18080)
+#   SERVER_CPU (0) LOAD_CPU (1) SCENARIOS ("a b c d e f h i") BASELINE
 #   (unset: a worker-pool binary to run beside the current one in scenarios
 #   a to e, as "base")
 #
 # Output: the tables on stdout and in target/bench/results.md (one comparison
 # table for a-e and h with the ratios of rust to go, axum and the floor; a
-# table per server; f's table); every run in target/bench/runs.tsv
+# table per server; f's and i's tables); every run in target/bench/runs.tsv
 # (scenario, server, rep, req/s, p50 ms, p99 ms, CPU us/req, RSS MiB,
 # requests, non-2xx, socket errors, 2xx share, status, connections/request),
-# f in memory.tsv; wrk output and server logs in
+# f in memory.tsv, i in idle.tsv; wrk and idle.py output and server logs in
 # target/bench/logs/.
 
 set -euo pipefail
@@ -84,10 +95,13 @@ WARMUP=${WARMUP:-3s}
 CONNECTIONS=${CONNECTIONS:-64}
 PIPELINE=${PIPELINE:-16}
 MEMORY_TASKS=${MEMORY_TASKS:-1000000}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+IDLE_WINDOW=${IDLE_WINDOW:-10}
+IDLE_NOFILE=${IDLE_NOFILE:-30000}
 PORT=${BENCH_PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-SCENARIOS=${SCENARIOS:-a b c d e f h}
+SCENARIOS=${SCENARIOS:-a b c d e f h i}
 BASELINE=${BASELINE:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -96,6 +110,7 @@ OUT=$ROOT/target/bench
 LOGS=$OUT/logs
 RUNS=$OUT/runs.tsv
 MEMORY=$OUT/memory.tsv
+IDLE=$OUT/idle.tsv
 URL=http://127.0.0.1:$PORT
 # shellcheck source=benches/load/lib.sh
 source "$LOAD_DIR/lib.sh"
@@ -121,24 +136,45 @@ SERVERS="rust go axum floor"
 CONFIG_VARS=("${WORKER_POOL_VARS[@]}" GOMAXPROCS GOGC GOMEMLIMIT GODEBUG TOKIO_WORKER_THREADS)
 SERVER_PID=
 WRK_PID=
+IDLE_PID=
 
 # --- tools and builds ---------------------------------------------------------
 
 check_tools() {
     local tool missing=()
-    for tool in cargo go wrk taskset curl ss getconf nproc awk; do
+    for tool in cargo go wrk taskset curl ss getconf nproc awk python3; do
         command -v "$tool" >/dev/null || missing+=("$tool")
     done
     if ((${#missing[@]})); then
-        die "missing tools: ${missing[*]} (wrk: apt-get install wrk; go: a Go >= 1.22 toolchain on PATH)"
+        die "missing tools: ${missing[*]} (wrk: apt-get install wrk; go: a Go >= 1.22 toolchain on PATH; python3 >= 3.6)"
     fi
     local cpus
     cpus=$(nproc --all)
     ((SERVER_CPU < cpus && LOAD_CPU < cpus)) || die "SERVER_CPU/LOAD_CPU must be below $cpus"
     CLK_TCK=$(getconf CLK_TCK)
     [[ -r /proc/net/snmp ]] || die "no /proc/net/snmp (the connection count of h reads it)"
+    if [[ " $SCENARIOS " == *" i "* ]]; then
+        IDLE_NOFILE=$(idle_nofile)
+        [[ $IDLE_NOFILE == unlimited ]] || ((IDLE_NOFILE >= IDLE_CONNECTIONS + 1000)) ||
+            die "scenario i needs a file limit of at least IDLE_CONNECTIONS + 1000 = $((IDLE_CONNECTIONS + 1000)) (ulimit -n), but can have only $IDLE_NOFILE (hard limit $(ulimit -Hn)): raise the hard limit or lower IDLE_CONNECTIONS"
+    fi
     if [[ " $SCENARIOS " == *" g "* ]]; then
         log "scenario g is gone: the floor now runs in a, b, c and h"
+    fi
+}
+
+# The file limit scenario i runs under: IDLE_NOFILE, or the hard limit if
+# that is lower and cannot be raised (a container without CAP_SYS_RESOURCE),
+# or the current limit if it is higher already.
+idle_nofile() {
+    local soft hard
+    soft=$(ulimit -Sn) hard=$(ulimit -Hn)
+    if [[ $soft == unlimited ]] || ((soft >= IDLE_NOFILE)); then
+        echo "$soft"
+    elif (ulimit -n "$IDLE_NOFILE") 2>/dev/null || [[ $hard == unlimited ]] || ((hard >= IDLE_NOFILE)); then
+        echo "$IDLE_NOFILE"
+    else
+        echo "$hard"
     fi
 }
 
@@ -169,6 +205,7 @@ start_server() {
 
 cleanup() {
     [[ -z $WRK_PID ]] || kill -INT "$WRK_PID" 2>/dev/null || true
+    [[ -z $IDLE_PID ]] || kill -TERM "$IDLE_PID" 2>/dev/null || true
     stop_server
 }
 
@@ -209,13 +246,14 @@ create_tasks() {
 scenario_env() {
     case $1 in
     d) echo "WORKERS=64 POOL_SIZE=1000000 WORK_MIN_MS=1 WORK_MAX_MS=1" ;;
+    i) echo "MAX_CONNECTIONS=$((IDLE_CONNECTIONS + 10000)) IDLE_TIMEOUT=3600" ;;
     *) echo "" ;;
     esac
 }
 
 scenario_setup() {
     case $1 in
-    a | b | h) create_tasks 1 ;;
+    a | b | h | i) create_tasks 1 ;;
     e) create_tasks 100 ;;
     esac
 }
@@ -234,7 +272,7 @@ scenario_servers() {
     case $1 in
     a | b | c) echo "rust go axum floor${BASELINE:+ base}" ;;
     d | e) echo "rust go axum${BASELINE:+ base}" ;;
-    h) echo "rust go axum floor" ;;
+    h | i) echo "rust go axum floor" ;;
     esac
 }
 
@@ -374,6 +412,67 @@ memory_case() {
     tail -1 "$MEMORY" | awk -F'\t' '{ printf "    %s tasks stored, RSS %s -> %s MiB, %s bytes/task (%s s)\n", $2, $3, $4, $5, $6 }' >&2
 }
 
+# --- idle connections ---------------------------------------------------------
+
+# idle_case SERVER: scenario i for one server, one row of idle.tsv.
+idle_case() {
+    local server=$1 tag=i-$1 env rss0=NA rss1=NA t0 t1 cpu=NA status=ok i line kv
+    local held=0 failed=0 seconds=NA closed_while_idle=NA
+    read -r -a env <<<"$(scenario_env i)"
+    log "scenario i (idle connections), $server: $IDLE_CONNECTIONS connections, then $IDLE_WINDOW s idle"
+    start_server "$server" "${env[@]}"
+    scenario_setup i
+    sleep 1
+    rss0=$(rss_kib "$SERVER_PID")
+    : >"$LOGS/$tag.txt"
+    taskset -c "$LOAD_CPU" python3 "$LOAD_DIR/idle.py" 127.0.0.1 "$PORT" "$IDLE_CONNECTIONS" \
+        >"$LOGS/$tag.txt" 2>"$LOGS/$tag-client.log" &
+    IDLE_PID=$!
+    # idle.py gives up opening after 180 s and then prints its ready line.
+    for ((i = 0; i < 2000; i++)); do
+        grep -q '^ready ' "$LOGS/$tag.txt" && break
+        if ! alive "$IDLE_PID" || ! alive "$SERVER_PID"; then break; fi
+        sleep 0.1
+    done
+    line=$(sed -n 's/^ready //p' "$LOGS/$tag.txt")
+    for kv in $line; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
+    if [[ -z $line ]]; then
+        status=no-client
+        log "idle.py did not get its connections open: $(tail -3 "$LOGS/$tag-client.log")"
+    elif ((failed > 0)); then
+        log "idle.py: $failed of $IDLE_CONNECTIONS connections failed: $(tail -1 "$LOGS/$tag-client.log")"
+    fi
+    if [[ $status == ok ]] && alive "$SERVER_PID"; then
+        sleep 1
+        rss1=$(rss_kib "$SERVER_PID")
+        t0=$(cpu_ticks "$SERVER_PID")
+        sleep "$IDLE_WINDOW"
+        if alive "$SERVER_PID"; then
+            t1=$(cpu_ticks "$SERVER_PID")
+            cpu=$(awk -v a="$t0" -v b="$t1" -v tck="$CLK_TCK" -v w="$IDLE_WINDOW" 'BEGIN { printf "%.2f", (b - a) / tck / w * 100 }')
+        fi
+    fi
+    if ! alive "$SERVER_PID"; then
+        status=died
+        log "the $server server DIED in scenario i; log tail follows"
+        tail -20 "$LOGS/server-$server.log" | tee "$LOGS/$tag-server-died.log" >&2
+    fi
+    kill -TERM "$IDLE_PID" 2>/dev/null || true
+    wait "$IDLE_PID" 2>/dev/null || true
+    IDLE_PID=
+    line=$(sed -n 's/^done //p' "$LOGS/$tag.txt")
+    for kv in $line; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
+    stop_server
+    cp "$LOGS/server-$server.log" "$LOGS/$tag-server.log" && truncate_log "$LOGS/$tag-server.log"
+    awk -v srv="$server" -v held="$held" -v failed="$failed" -v a="$rss0" -v b="$rss1" -v cpu="$cpu" \
+        -v closed="$closed_while_idle" -v secs="$seconds" -v st="$status" 'BEGIN {
+            per = (a != "NA" && b != "NA" && held > 0) ? sprintf("%.1f", (b - a) / held) : "NA"
+            printf "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", srv, held, failed,
+                (a == "NA" ? a : sprintf("%.1f", a / 1024)), (b == "NA" ? b : sprintf("%.1f", b / 1024)),
+                per, cpu, closed, secs, st }' >>"$IDLE"
+    tail -1 "$IDLE" | awk -F'\t' '{ printf "    %s held (%s failed), RSS %s -> %s MiB, %s KiB/connection, idle CPU %s%% of a core, %s closed while idle (%s)\n", $2, $3, $4, $5, $6, $7, $8, $10 }' >&2
+}
+
 # --- report -------------------------------------------------------------------
 
 # median SCENARIO SERVER COLUMN: the median of a runs.tsv column, NA values skipped.
@@ -499,6 +598,23 @@ report_reconnects() {
     echo "Connection: close (wrk reuses a connection unless the answer closes it), so its h figures are keep-alive figures."
 }
 
+report_idle() {
+    echo
+    echo "i: $IDLE_CONNECTIONS idle keep-alive connections (idle.py: each sent one GET /tasks/1 and read the answer), one run"
+    echo "per server. RSS before: task 1 created, no connection open; after: 1 s after the last answer. KiB/connection"
+    echo "= (after - before) / connections held. Idle CPU: the server's utime+stime over the next $IDLE_WINDOW s, in % of"
+    echo "one core (clock ticks of $((1000000 / CLK_TCK)) µs)."
+    echo
+    echo "| server | connections held | failed | RSS before MiB | RSS after MiB | KiB/connection | idle CPU % of a core | closed while idle | seconds to open | status |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$IDLE"
+    awk -F'\t' '$1 == "rust" {
+        kib = ($6 == "NA") ? "not measured" : ($6 + 0 <= 12 ? "met" : "missed")
+        cpu = ($7 == "NA") ? "not measured" : ($7 + 0 < 1 ? "met" : "missed")
+        printf "\nTargets for rust: at most 12 KiB per connection (%s KiB: %s); idle CPU below 1%% of a core (%s%%: %s).\n", $6, kib, $7, cpu
+    }' "$IDLE"
+}
+
 report() {
     {
         report_header
@@ -509,6 +625,7 @@ report() {
             ! grep -qP '^h\t' "$RUNS" || report_reconnects
         fi
         [[ ! -s $MEMORY ]] || report_memory
+        [[ ! -s $IDLE ]] || report_idle
         echo
         echo "Notes: latency is wrk's (coordinated-omission corrected) histogram; with pipelining (b) it is per batch"
         echo "of $PIPELINE, with wrk's correction redone per batch (see report.lua). CPU/request is the server's utime+stime"
@@ -524,6 +641,7 @@ main() {
     mkdir -p "$LOGS"
     : >"$RUNS"
     : >"$MEMORY"
+    : >"$IDLE"
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     build
@@ -539,6 +657,17 @@ main() {
     if [[ " $SCENARIOS " == *" f "* ]]; then
         memory_case rust
         memory_case go
+    fi
+    if [[ " $SCENARIOS " == *" i "* ]]; then
+        # Last, so that the raised file limit applies to this scenario only.
+        if [[ $(ulimit -Sn) != "$IDLE_NOFILE" ]]; then
+            ulimit -Hn "$IDLE_NOFILE" 2>/dev/null || true
+            ulimit -Sn "$IDLE_NOFILE"
+            log "scenario i: file limit (ulimit -n) $IDLE_NOFILE for the client and the servers"
+        fi
+        for srv in $(scenario_servers i); do
+            idle_case "$srv"
+        done
     fi
     log "done in $((SECONDS - started)) s (after the builds)"
     report
