@@ -146,7 +146,11 @@ impl Store {
         let mut list: Vec<TaskSummary> = inner
             .tasks
             .values()
-            .map(|t| TaskSummary { id: t.id, title: t.title.clone(), status: t.status })
+            .map(|t| TaskSummary {
+                id: t.id,
+                title: t.title.clone(),
+                status: t.status,
+            })
             .collect();
         list.sort_by_key(|t| t.id);
         list
@@ -206,7 +210,11 @@ async fn worker(n: usize, receiver: Arc<Mutex<mpsc::Receiver<i64>>>, store: Arc<
         let start = Instant::now();
         tokio::time::sleep(task.duration).await;
         store.update_status(id, Status::Done, None);
-        eprintln!("worker {n}: task {id} done in {:?}, planned {:?}", start.elapsed(), task.duration);
+        eprintln!(
+            "worker {n}: task {id} done in {:?}, planned {:?}",
+            start.elapsed(),
+            task.duration
+        );
     }
 }
 
@@ -249,7 +257,9 @@ impl Service {
         match self.pool.submit(task.id) {
             Ok(()) => Ok(task),
             Err(reason) => {
-                let failed = self.store.update_status(task.id, Status::Failed, Some(reason.to_owned()));
+                let failed = self
+                    .store
+                    .update_status(task.id, Status::Failed, Some(reason.to_owned()));
                 Err(CreateError::Refused(failed.unwrap_or(task)))
             }
         }
@@ -328,7 +338,9 @@ async fn main() {
 
     let store = Arc::new(Store::default());
     let (sender, receiver) = mpsc::channel(cfg.pool_size.max(1));
-    let pool = Arc::new(Pool { sender: RwLock::new(Some(sender)) });
+    let pool = Arc::new(Pool {
+        sender: RwLock::new(Some(sender)),
+    });
     let workers = start_workers(cfg.workers, receiver, Arc::clone(&store));
     let service = Arc::new(Service {
         store,
@@ -337,24 +349,32 @@ async fn main() {
         work_max_ms: cfg.work_max_ms,
     });
 
-    let host = if cfg.host.is_empty() { "0.0.0.0" } else { cfg.host.as_str() };
+    let host = if cfg.host.is_empty() {
+        "0.0.0.0"
+    } else {
+        cfg.host.as_str()
+    };
     let addr = format!("{host}:{}", cfg.port);
     let listener = TcpListener::bind(&addr).await.unwrap_or_else(|err| {
         eprintln!("server error: listen on {addr}: {err}");
         std::process::exit(1)
     });
-    eprintln!("listening on {addr}: {} workers, pool of {}", cfg.workers, cfg.pool_size);
+    eprintln!(
+        "listening on {addr}: {} workers, pool of {}",
+        cfg.workers, cfg.pool_size
+    );
 
     // The server stops accepting on the signal and ends once its open
     // connections have; the shutdown deadline counts from the signal.
     let (signalled, signal_time) = oneshot::channel();
     let server = tokio::spawn(
-        axum::serve(listener, router(service)).with_graceful_shutdown(async move {
-            let name = shutdown_signal().await;
-            eprintln!("shutdown: {name} received");
-            let _ = signalled.send(Instant::now());
-        })
-        .into_future(),
+        axum::serve(listener, router(service))
+            .with_graceful_shutdown(async move {
+                let name = shutdown_signal().await;
+                eprintln!("shutdown: {name} received");
+                let _ = signalled.send(Instant::now());
+            })
+            .into_future(),
     );
     let Ok(signal_time) = signal_time.await else {
         // The server ended without a signal.
