@@ -1,58 +1,91 @@
 #!/usr/bin/env bash
-# Load comparison: worker-pool (Rust, may_minihttp) against the Go reference
-# port of the original service (benches/go-reference) and the may_minihttp
-# framework floor (examples/floor.rs).
+# Load comparison: worker-pool (Rust, may_minihttp) against two peers, the Go
+# reference port of the original service (benches/go-reference) and an
+# idiomatic axum + tokio port (benches/axum-reference), and against the
+# may_minihttp framework floor (examples/floor.rs).
 #
 #   benches/load/run.sh                          # DURATION=10s REPEATS=3
 #   DURATION=5s REPEATS=1 benches/load/run.sh    # smoke run, a few minutes
-#   SCENARIOS="a b g" benches/load/run.sh        # a subset
+#   SCENARIOS="a b h" benches/load/run.sh        # a subset
 #   BASELINE=/path/to/worker-pool SCENARIOS=b benches/load/run.sh
 #                                                # also an older build ("base"),
 #                                                # to measure what a change costs
 #
 # Needs cargo, go (standard library only; builds never touch the network),
-# wrk, taskset, curl and ss. Installs nothing. Builds target/release/worker-pool,
-# target/release/examples/floor and target/go-reference first.
+# wrk, taskset, curl, ss, getconf, nproc, awk and python3 (scenario i's
+# client). Installs nothing. Builds target/release/worker-pool,
+# target/release/examples/floor, target/go-reference and
+# target/axum-reference/release/axum-reference first (cargo fetches the axum
+# port's crates if they are not cached; set CARGO_BUILD_JOBS to limit the
+# build).
 #
 # Every measured run gets a fresh server pinned to CPU $SERVER_CPU with
 # HTTP_HOST=127.0.0.1 HTTP_PORT=$BENCH_PORT SHUTDOWN_TIMEOUT=1 (so stopping it
-# is quick; it plays no part in the measurement) plus the scenario's settings;
+# is quick; it plays no part in the measurement) plus the scenario's settings
+# (the same for every server; those a server does not read are ignored);
 # every other config variable is unset and the server runs in target/bench so
-# no .env is read. The scenario's data is set up, wrk (-t1, $CONNECTIONS
+# no .env is read. Pinned to one CPU, the Rust server runs one scheduler
+# thread, Go GOMAXPROCS=1 and tokio one worker thread (their defaults follow
+# the affinity mask). The scenario's data is set up, wrk (-t1, $CONNECTIONS
 # connections, pinned to CPU $LOAD_CPU) runs a $WARMUP warm-up and then the
 # measured $DURATION run. Each case runs $REPEATS times; the table shows the
 # median of each metric on its own.
 #
 # Scenarios (servers):
-#   a  GET /tasks/1 keep-alive, task 1 created first                (rust, go)
-#   b  as a, pipelined $PIPELINE deep (pipeline.lua)                (rust, go)
-#   c  POST /tasks, default config: 5 workers, queue 10, work 1-5 s  (rust, go)
-#      so almost every answer is 503 "task pool is full"
+#   a  GET /tasks/1 keep-alive, task 1 created first        (rust, go, axum, floor)
+#   b  as a, pipelined $PIPELINE deep (pipeline.lua)        (rust, go, axum, floor)
+#   c  POST /tasks, default config: 5 workers, queue 10, work 1-5 s
+#      so almost every answer is 503 "task pool is full"    (rust, go, axum, floor)
 #   d  POST /tasks, WORKERS=64 POOL_SIZE=1000000 WORK_MIN_MS=WORK_MAX_MS=1,
-#      so (nearly) every answer is 201                              (rust, go)
-#   e  GET /tasks with 100 tasks stored                             (rust, go)
+#      so (nearly) every answer is 201                      (rust, go, axum)
+#   e  GET /tasks with 100 tasks stored                     (rust, go, axum)
 #   f  memory: RSS growth per stored task over $MEMORY_TASKS POST /tasks under
 #      the default config (queue 10: nearly all are stored as failed)
-#      (create_n.lua sends exactly that many POSTs)                 (rust, go)
-#   g  the floor example under the settings of a, b and c          (floor)
+#      (create_n.lua sends exactly that many POSTs)         (rust, go)
+#   h  a new TCP connection per request: GET /tasks/1 with Connection: close
+#      (close.lua), task 1 created first; wrk reconnects after each answer
+#      that closes the connection. The TCP connections the kernel accepted
+#      (PassiveOpens in /proc/net/snmp) are counted per request: a server
+#      that keeps the connection open anyway (the floor: may_minihttp ignores
+#      Connection: close) shows ~0 there, and its figures are keep-alive
+#      figures                                              (rust, go, axum, floor)
+#   i  $IDLE_CONNECTIONS idle keep-alive connections (idle.py, pinned to
+#      $LOAD_CPU: each sends one GET /tasks/1, reads the answer and stays
+#      open); server RSS before and 1 s after they are open (KiB per
+#      connection), and server CPU over the next $IDLE_WINDOW s (% of one
+#      core). MAX_CONNECTIONS=IDLE_CONNECTIONS+10000 IDLE_TIMEOUT=3600 for
+#      every server; the file limit (ulimit -n) is raised to $IDLE_NOFILE,
+#      or to the hard limit if that is lower and cannot be raised (at least
+#      IDLE_CONNECTIONS+1000), for the client and the servers. One run per
+#      server                                             (rust, go, axum, floor)
+# (There is no g any more: the floor, which g used to add, runs in a b c h.)
 #
-# Metrics per run: requests/s; p50 and p99 latency (wrk's histogram, via the
-# done() hook in report.lua, which also repairs wrk's coordinated-omission
-# correction for pipelining; pipelined latency is per batch); server CPU time per request
-# (utime+stime from /proc/PID/stat read just before and after the measured run,
-# divided by the requests completed); server VmRSS after the run; share of 2xx
-# answers; wrk socket errors.
+# Metrics per run (a-e, h): requests/s; p50 and p99 latency (wrk's histogram,
+# via the done() hook in report.lua, which also repairs wrk's
+# coordinated-omission correction for pipelining; pipelined latency is per
+# batch); server CPU time per request (utime+stime from /proc/PID/stat read
+# just before and after the measured run, divided by the requests completed);
+# server VmRSS after the run; share of 2xx answers; wrk socket errors; TCP
+# connections accepted per request (PassiveOpens delta over the measured run,
+# system-wide).
 #
 # Runs alternate between servers (rep 1 of each, then rep 2 of each, ...), so
 # a slow spell of the machine does not land on one server only.
 #
 # Environment: DURATION (10s) REPEATS (3) WARMUP (3s) CONNECTIONS (64)
-#   PIPELINE (16) MEMORY_TASKS (1000000) BENCH_PORT (18080) SERVER_CPU (0)
-#   LOAD_CPU (1) SCENARIOS ("a b c d e f g") BASELINE (unset: a worker-pool
-#   binary to run beside the current one in scenarios a to e, as "base")
+#   PIPELINE (16) MEMORY_TASKS (1000000) IDLE_CONNECTIONS (10000)
+#   IDLE_WINDOW (10, seconds) IDLE_NOFILE (30000) BENCH_PORT (18080)
+#   SERVER_CPU (0) LOAD_CPU (1) SCENARIOS ("a b c d e f h i") BASELINE
+#   (unset: a worker-pool binary to run beside the current one in scenarios
+#   a to e, as "base")
 #
-# Output: the tables on stdout and in target/bench/results.md; every run in
-# target/bench/runs.tsv; wrk output and server logs in target/bench/logs/.
+# Output: the tables on stdout and in target/bench/results.md (one comparison
+# table for a-e and h with the ratios of rust to go, axum and the floor; a
+# table per server; f's and i's tables); every run in target/bench/runs.tsv
+# (scenario, server, rep, req/s, p50 ms, p99 ms, CPU us/req, RSS MiB,
+# requests, non-2xx, socket errors, 2xx share, status, connections/request),
+# f in memory.tsv, i in idle.tsv; wrk and idle.py output and server logs in
+# target/bench/logs/.
 
 set -euo pipefail
 
@@ -62,10 +95,13 @@ WARMUP=${WARMUP:-3s}
 CONNECTIONS=${CONNECTIONS:-64}
 PIPELINE=${PIPELINE:-16}
 MEMORY_TASKS=${MEMORY_TASKS:-1000000}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+IDLE_WINDOW=${IDLE_WINDOW:-10}
+IDLE_NOFILE=${IDLE_NOFILE:-30000}
 PORT=${BENCH_PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-SCENARIOS=${SCENARIOS:-a b c d e f g}
+SCENARIOS=${SCENARIOS:-a b c d e f h i}
 BASELINE=${BASELINE:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -74,6 +110,7 @@ OUT=$ROOT/target/bench
 LOGS=$OUT/logs
 RUNS=$OUT/runs.tsv
 MEMORY=$OUT/memory.tsv
+IDLE=$OUT/idle.tsv
 URL=http://127.0.0.1:$PORT
 # shellcheck source=benches/load/lib.sh
 source "$LOAD_DIR/lib.sh"
@@ -81,6 +118,7 @@ source "$LOAD_DIR/lib.sh"
 declare -A BIN=(
     [rust]=$ROOT/target/release/worker-pool
     [go]=$ROOT/target/go-reference
+    [axum]=$ROOT/target/axum-reference/release/axum-reference
     [floor]=$ROOT/target/release/examples/floor
     [base]=$BASELINE
 )
@@ -90,25 +128,54 @@ declare -A TITLE=(
     [c]="POST /tasks, default pool (mostly 503)"
     [d]="POST /tasks, 64 workers, queue 1e6, 1 ms work"
     [e]="GET /tasks, 100 tasks stored"
+    [h]="GET /tasks/1, new connection per request"
 )
-CONFIG_VARS=("${WORKER_POOL_VARS[@]}" GOMAXPROCS GOGC GOMEMLIMIT GODEBUG)
+# The scenarios run under wrk, and the servers of the comparison table.
+WRK_SCENARIOS="a b c d e h"
+SERVERS="rust go axum floor"
+CONFIG_VARS=("${WORKER_POOL_VARS[@]}" GOMAXPROCS GOGC GOMEMLIMIT GODEBUG TOKIO_WORKER_THREADS)
 SERVER_PID=
 WRK_PID=
+IDLE_PID=
 
 # --- tools and builds ---------------------------------------------------------
 
 check_tools() {
     local tool missing=()
-    for tool in cargo go wrk taskset curl ss getconf; do
+    for tool in cargo go wrk taskset curl ss getconf nproc awk python3; do
         command -v "$tool" >/dev/null || missing+=("$tool")
     done
     if ((${#missing[@]})); then
-        die "missing tools: ${missing[*]} (wrk: apt-get install wrk; go: a Go >= 1.22 toolchain on PATH)"
+        die "missing tools: ${missing[*]} (wrk: apt-get install wrk; go: a Go >= 1.22 toolchain on PATH; python3 >= 3.6)"
     fi
     local cpus
     cpus=$(nproc --all)
     ((SERVER_CPU < cpus && LOAD_CPU < cpus)) || die "SERVER_CPU/LOAD_CPU must be below $cpus"
     CLK_TCK=$(getconf CLK_TCK)
+    [[ -r /proc/net/snmp ]] || die "no /proc/net/snmp (the connection count of h reads it)"
+    if [[ " $SCENARIOS " == *" i "* ]]; then
+        IDLE_NOFILE=$(idle_nofile)
+        [[ $IDLE_NOFILE == unlimited ]] || ((IDLE_NOFILE >= IDLE_CONNECTIONS + 1000)) ||
+            die "scenario i needs a file limit of at least IDLE_CONNECTIONS + 1000 = $((IDLE_CONNECTIONS + 1000)) (ulimit -n), but can have only $IDLE_NOFILE (hard limit $(ulimit -Hn)): raise the hard limit or lower IDLE_CONNECTIONS"
+    fi
+    if [[ " $SCENARIOS " == *" g "* ]]; then
+        log "scenario g is gone: the floor now runs in a, b, c and h"
+    fi
+}
+
+# The file limit scenario i runs under: IDLE_NOFILE, or the hard limit if
+# that is lower and cannot be raised (a container without CAP_SYS_RESOURCE),
+# or the current limit if it is higher already.
+idle_nofile() {
+    local soft hard
+    soft=$(ulimit -Sn) hard=$(ulimit -Hn)
+    if [[ $soft == unlimited ]] || ((soft >= IDLE_NOFILE)); then
+        echo "$soft"
+    elif (ulimit -n "$IDLE_NOFILE") 2>/dev/null || [[ $hard == unlimited ]] || ((hard >= IDLE_NOFILE)); then
+        echo "$IDLE_NOFILE"
+    else
+        echo "$hard"
+    fi
 }
 
 build() {
@@ -117,8 +184,11 @@ build() {
     log "building the Go reference"
     (cd "$ROOT/benches/go-reference" &&
         GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local go build -o "${BIN[go]}" .) || die "go build failed"
+    log "building the axum reference (release)"
+    cargo build --release --quiet --manifest-path "$ROOT/benches/axum-reference/Cargo.toml" \
+        --target-dir "$ROOT/target/axum-reference" || die "cargo build of the axum reference failed"
     local name
-    for name in rust go floor ${BASELINE:+base}; do
+    for name in $SERVERS ${BASELINE:+base}; do
         [[ -x ${BIN[$name]} ]] || die "no binary at ${BIN[$name]}"
     done
 }
@@ -135,12 +205,19 @@ start_server() {
 
 cleanup() {
     [[ -z $WRK_PID ]] || kill -INT "$WRK_PID" 2>/dev/null || true
+    [[ -z $IDLE_PID ]] || kill -TERM "$IDLE_PID" 2>/dev/null || true
     stop_server
 }
 
 cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# TCP connections accepted so far in this network namespace (client and
+# server share it): PassiveOpens of /proc/net/snmp.
+tcp_accepted() {
+    awk '$1 == "Tcp:" { if (!col) { for (i = 2; i <= NF; i++) if ($i == "PassiveOpens") col = i } else print $col }' /proc/net/snmp
+}
 
 # --- load ---------------------------------------------------------------------
 
@@ -169,13 +246,14 @@ create_tasks() {
 scenario_env() {
     case $1 in
     d) echo "WORKERS=64 POOL_SIZE=1000000 WORK_MIN_MS=1 WORK_MAX_MS=1" ;;
+    i) echo "MAX_CONNECTIONS=$((IDLE_CONNECTIONS + 10000)) IDLE_TIMEOUT=3600" ;;
     *) echo "" ;;
     esac
 }
 
 scenario_setup() {
     case $1 in
-    a | b) create_tasks 1 ;;
+    a | b | h | i) create_tasks 1 ;;
     e) create_tasks 100 ;;
     esac
 }
@@ -186,16 +264,16 @@ scenario_load() {
     b) echo "pipeline.lua /tasks/1 -- $PIPELINE" ;;
     c | d) echo "post.lua /tasks" ;;
     e) echo "get.lua /tasks" ;;
+    h) echo "close.lua /tasks/1" ;;
     esac
 }
 
 scenario_servers() {
-    local servers="rust go"
-    [[ -z $BASELINE ]] || servers+=" base"
     case $1 in
-    a | b | c) [[ " $SCENARIOS " != *" g "* ]] || servers+=" floor" ;;
+    a | b | c) echo "rust go axum floor${BASELINE:+ base}" ;;
+    d | e) echo "rust go axum${BASELINE:+ base}" ;;
+    h | i) echo "rust go axum floor" ;;
     esac
-    echo "$servers"
 }
 
 # measure SCENARIO SERVER REPEAT: one fresh server, warm-up, measured run, one TSV row.
@@ -208,9 +286,11 @@ measure() {
     scenario_setup "$scenario"
     run_wrk "$WARMUP" "${load[@]}" >"$LOGS/$tag-warmup.txt" 2>&1 || true
 
-    local t0 t1 rss status=ok
+    local t0 t1 rss status=ok opens0 opens1
+    opens0=$(tcp_accepted)
     t0=$(cpu_ticks "$SERVER_PID")
     run_wrk "$DURATION" "${load[@]}" >"$LOGS/$tag.txt" 2>&1 || log "wrk failed: $(tail -3 "$LOGS/$tag.txt")"
+    opens1=$(tcp_accepted)
     if alive "$SERVER_PID"; then
         t1=$(cpu_ticks "$SERVER_PID")
         rss=$(rss_kib "$SERVER_PID")
@@ -232,17 +312,19 @@ measure() {
     for kv in $line; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
     awk -v s="$scenario" -v srv="$server" -v rep="$rep" -v req="$requests" -v dur="$duration_us" \
         -v p50="$p50_us" -v p99="$p99_us" -v t0="${t0:-}" -v t1="${t1:-}" -v tck="$CLK_TCK" -v rss="${rss:-}" \
-        -v non2xx="$non2xx" -v errs="$((connect + read + write + timeout))" -v st="$status" 'BEGIN {
+        -v non2xx="$non2xx" -v errs="$((connect + read + write + timeout))" -v st="$status" \
+        -v opens="$((opens1 - opens0))" 'BEGIN {
             ok = (st == "ok" && req > 0)
             cpu = ok ? sprintf("%.2f", (t1 - t0) * 1e6 / tck / req) : "NA"
             mib = (rss != "") ? sprintf("%.1f", rss / 1024) : "NA"
             share = req > 0 ? sprintf("%.4f", (req - non2xx) / req) : "NA"
             ms50 = (p50 == "NA") ? "NA" : sprintf("%.3f", p50 / 1000)
             ms99 = (p99 == "NA") ? "NA" : sprintf("%.3f", p99 / 1000)
-            printf "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\n", s, srv, rep,
-                req * 1e6 / dur, ms50, ms99, cpu, mib, req, non2xx, errs, share, st
+            conns = req > 0 ? sprintf("%.3f", opens / req) : "NA"
+            printf "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", s, srv, rep,
+                req * 1e6 / dur, ms50, ms99, cpu, mib, req, non2xx, errs, share, st, conns
         }' >>"$RUNS"
-    tail -1 "$RUNS" | awk -F'\t' '{ printf "    %s req/s, p50 %s ms, p99 %s ms, CPU %s us/req, RSS %s MiB, 2xx %s, errors %s (%s)\n", $4, $5, $6, $7, $8, $12, $11, $13 }' >&2
+    tail -1 "$RUNS" | awk -F'\t' '{ printf "    %s req/s, p50 %s ms, p99 %s ms, CPU %s us/req, RSS %s MiB, 2xx %s, errors %s, conns/req %s (%s)\n", $4, $5, $6, $7, $8, $12, $11, $14, $13 }' >&2
 }
 
 # Keeps server logs small (scenario d logs two lines per task).
@@ -330,6 +412,67 @@ memory_case() {
     tail -1 "$MEMORY" | awk -F'\t' '{ printf "    %s tasks stored, RSS %s -> %s MiB, %s bytes/task (%s s)\n", $2, $3, $4, $5, $6 }' >&2
 }
 
+# --- idle connections ---------------------------------------------------------
+
+# idle_case SERVER: scenario i for one server, one row of idle.tsv.
+idle_case() {
+    local server=$1 tag=i-$1 env rss0=NA rss1=NA t0 t1 cpu=NA status=ok i line kv
+    local held=0 failed=0 seconds=NA closed_while_idle=NA
+    read -r -a env <<<"$(scenario_env i)"
+    log "scenario i (idle connections), $server: $IDLE_CONNECTIONS connections, then $IDLE_WINDOW s idle"
+    start_server "$server" "${env[@]}"
+    scenario_setup i
+    sleep 1
+    rss0=$(rss_kib "$SERVER_PID")
+    : >"$LOGS/$tag.txt"
+    taskset -c "$LOAD_CPU" python3 "$LOAD_DIR/idle.py" 127.0.0.1 "$PORT" "$IDLE_CONNECTIONS" \
+        >"$LOGS/$tag.txt" 2>"$LOGS/$tag-client.log" &
+    IDLE_PID=$!
+    # idle.py gives up opening after 180 s and then prints its ready line.
+    for ((i = 0; i < 2000; i++)); do
+        grep -q '^ready ' "$LOGS/$tag.txt" && break
+        if ! alive "$IDLE_PID" || ! alive "$SERVER_PID"; then break; fi
+        sleep 0.1
+    done
+    line=$(sed -n 's/^ready //p' "$LOGS/$tag.txt")
+    for kv in $line; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
+    if [[ -z $line ]]; then
+        status=no-client
+        log "idle.py did not get its connections open: $(tail -3 "$LOGS/$tag-client.log")"
+    elif ((failed > 0)); then
+        log "idle.py: $failed of $IDLE_CONNECTIONS connections failed: $(tail -1 "$LOGS/$tag-client.log")"
+    fi
+    if [[ $status == ok ]] && alive "$SERVER_PID"; then
+        sleep 1
+        rss1=$(rss_kib "$SERVER_PID")
+        t0=$(cpu_ticks "$SERVER_PID")
+        sleep "$IDLE_WINDOW"
+        if alive "$SERVER_PID"; then
+            t1=$(cpu_ticks "$SERVER_PID")
+            cpu=$(awk -v a="$t0" -v b="$t1" -v tck="$CLK_TCK" -v w="$IDLE_WINDOW" 'BEGIN { printf "%.2f", (b - a) / tck / w * 100 }')
+        fi
+    fi
+    if ! alive "$SERVER_PID"; then
+        status=died
+        log "the $server server DIED in scenario i; log tail follows"
+        tail -20 "$LOGS/server-$server.log" | tee "$LOGS/$tag-server-died.log" >&2
+    fi
+    kill -TERM "$IDLE_PID" 2>/dev/null || true
+    wait "$IDLE_PID" 2>/dev/null || true
+    IDLE_PID=
+    line=$(sed -n 's/^done //p' "$LOGS/$tag.txt")
+    for kv in $line; do printf -v "${kv%%=*}" '%s' "${kv#*=}"; done
+    stop_server
+    cp "$LOGS/server-$server.log" "$LOGS/$tag-server.log" && truncate_log "$LOGS/$tag-server.log"
+    awk -v srv="$server" -v held="$held" -v failed="$failed" -v a="$rss0" -v b="$rss1" -v cpu="$cpu" \
+        -v closed="$closed_while_idle" -v secs="$seconds" -v st="$status" 'BEGIN {
+            per = (a != "NA" && b != "NA" && held > 0) ? sprintf("%.1f", (b - a) / held) : "NA"
+            printf "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", srv, held, failed,
+                (a == "NA" ? a : sprintf("%.1f", a / 1024)), (b == "NA" ? b : sprintf("%.1f", b / 1024)),
+                per, cpu, closed, secs, st }' >>"$IDLE"
+    tail -1 "$IDLE" | awk -F'\t' '{ printf "    %s held (%s failed), RSS %s -> %s MiB, %s KiB/connection, idle CPU %s%% of a core, %s closed while idle (%s)\n", $2, $3, $4, $5, $6, $7, $8, $10 }' >&2
+}
+
 # --- report -------------------------------------------------------------------
 
 # median SCENARIO SERVER COLUMN: the median of a runs.tsv column, NA values skipped.
@@ -350,28 +493,38 @@ report_header() {
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(
         git -C "$ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo ' (+ uncommitted changes)'), $(nproc --all) CPUs."
     echo "DURATION=$DURATION REPEATS=$REPEATS (medians) WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS PIPELINE=$PIPELINE;"
-    echo "server on CPU $SERVER_CPU, wrk -t1 on CPU $LOAD_CPU. wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $(go version | awk '{ print $3 }')."
+    echo "server on CPU $SERVER_CPU, wrk -t1 on CPU $LOAD_CPU. wrk $(wrk -v 2>&1 | head -1 | awk '{ print $2 }'), $(go version | awk '{ print $3 }'),"
+    echo "$(awk -F'"' '$1 == "name = " && ($2 == "axum" || $2 == "tokio" || $2 == "hyper") { n = $2; getline; printf "%s %s, ", n, $2 }' \
+        "$ROOT/benches/axum-reference/Cargo.lock")$(rustc --version | awk '{ print $1, $2 }')."
 }
 
-# One row per scenario: each server's median and the ratios.
+# One row per scenario: each server's median and the ratios of rust to the
+# others (req/s and p99 to go and axum; CPU per request to go, axum and floor).
 report_comparison() {
     local s srv
+    local -a cells
     local -A rps=() p99=() cpu=()
     echo
-    echo "| scenario | req/s rust | req/s go | req/s floor | rust/go | p99 ms rust | p99 ms go | p99 ms floor | rust/go | CPU µs/req rust | CPU µs/req go | CPU µs/req floor | rust/go | rust/floor |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for s in a b c d e; do
+    echo "| scenario | req/s rust | req/s go | req/s axum | req/s floor | rust/go | rust/axum |" \
+        "p99 ms rust | p99 ms go | p99 ms axum | p99 ms floor | p99 rust/go | p99 rust/axum |" \
+        "CPU µs/req rust | CPU µs/req go | CPU µs/req axum | CPU µs/req floor | CPU rust/go | CPU rust/axum | CPU rust/floor |"
+    echo "|---|$(printf -- '---:|%.0s' {1..19})"
+    for s in $WRK_SCENARIOS; do
         grep -qP "^$s\t" "$RUNS" || continue
-        for srv in rust go floor; do
+        for srv in $SERVERS; do
             rps[$srv]=$(median "$s" "$srv" 4)
             p99[$srv]=$(median "$s" "$srv" 6)
             cpu[$srv]=$(median "$s" "$srv" 7)
         done
-        printf '| %s %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" "${TITLE[$s]}" \
-            "$(fmt "${rps[rust]}" %.0f)" "$(fmt "${rps[go]}" %.0f)" "$(fmt "${rps[floor]}" %.0f)" "$(ratio "${rps[rust]}" "${rps[go]}")" \
-            "$(fmt "${p99[rust]}" %.2f)" "$(fmt "${p99[go]}" %.2f)" "$(fmt "${p99[floor]}" %.2f)" "$(ratio "${p99[rust]}" "${p99[go]}")" \
-            "$(fmt "${cpu[rust]}" %.1f)" "$(fmt "${cpu[go]}" %.1f)" "$(fmt "${cpu[floor]}" %.1f)" "$(ratio "${cpu[rust]}" "${cpu[go]}")" \
-            "$(ratio "${cpu[rust]}" "${cpu[floor]}")"
+        cells=("$s ${TITLE[$s]}")
+        for srv in $SERVERS; do cells+=("$(fmt "${rps[$srv]}" %.0f)"); done
+        cells+=("$(ratio "${rps[rust]}" "${rps[go]}")" "$(ratio "${rps[rust]}" "${rps[axum]}")")
+        for srv in $SERVERS; do cells+=("$(fmt "${p99[$srv]}" %.2f)"); done
+        cells+=("$(ratio "${p99[rust]}" "${p99[go]}")" "$(ratio "${p99[rust]}" "${p99[axum]}")")
+        for srv in $SERVERS; do cells+=("$(fmt "${cpu[$srv]}" %.1f)"); done
+        cells+=("$(ratio "${cpu[rust]}" "${cpu[go]}")" "$(ratio "${cpu[rust]}" "${cpu[axum]}")" "$(ratio "${cpu[rust]}" "${cpu[floor]}")")
+        printf '| %s ' "${cells[@]}"
+        echo "|"
     done
 }
 
@@ -379,20 +532,20 @@ report_comparison() {
 report_details() {
     local s srv bad
     echo
-    echo "Per server (medians): p50, RSS after the run, share of 2xx answers, wrk socket errors; runs that failed"
-    echo "(server died or wrk gave no result)."
+    echo "Per server (medians): p50, RSS after the run, share of 2xx answers, wrk socket errors, TCP connections"
+    echo "accepted per request; runs that failed (server died or wrk gave no result)."
     echo
-    echo "| scenario | server | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | 2xx share (POST: 201) | socket errors | failed runs |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    for s in a b c d e; do
-        for srv in rust go floor base; do
+    echo "| scenario | server | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | 2xx share (POST: 201) | socket errors | conns/req | failed runs |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for s in $WRK_SCENARIOS; do
+        for srv in $SERVERS base; do
             grep -qP "^$s\t$srv\t" "$RUNS" || continue
             bad=$(awk -F'\t' -v s="$s" -v srv="$srv" '$1 == s && $2 == srv && $13 != "ok"' "$RUNS" | wc -l)
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$s" "$srv" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$s" "$srv" \
                 "$(fmt "$(median "$s" "$srv" 4)" %.0f)" "$(fmt "$(median "$s" "$srv" 5)" %.2f)" \
                 "$(fmt "$(median "$s" "$srv" 6)" %.2f)" "$(fmt "$(median "$s" "$srv" 7)" %.1f)" \
                 "$(fmt "$(median "$s" "$srv" 8)" %.1f)" "$(fmt "$(median "$s" "$srv" 12)" %.4f)" \
-                "$(fmt "$(median "$s" "$srv" 11)" %.0f)" "$bad" "$REPEATS"
+                "$(fmt "$(median "$s" "$srv" 11)" %.0f)" "$(fmt "$(median "$s" "$srv" 14)" %.3f)" "$bad" "$REPEATS"
         done
     done
 }
@@ -432,6 +585,36 @@ report_memory() {
         printf "| %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, r, $6 }' "$MEMORY"
 }
 
+# h: whether each server really took a new connection per request.
+report_reconnects() {
+    local srv conns line=""
+    for srv in $SERVERS; do
+        conns=$(median h "$srv" 14)
+        [[ $conns == — ]] || line+="${line:+, }$srv $(fmt "$conns" %.2f)"
+    done
+    echo
+    echo "h: TCP connections accepted per request (PassiveOpens over the measured run / requests): $line."
+    echo "About 1 means a new connection per request; a server near 0 kept its connections open despite"
+    echo "Connection: close (wrk reuses a connection unless the answer closes it), so its h figures are keep-alive figures."
+}
+
+report_idle() {
+    echo
+    echo "i: $IDLE_CONNECTIONS idle keep-alive connections (idle.py: each sent one GET /tasks/1 and read the answer), one run"
+    echo "per server. RSS before: task 1 created, no connection open; after: 1 s after the last answer. KiB/connection"
+    echo "= (after - before) / connections held. Idle CPU: the server's utime+stime over the next $IDLE_WINDOW s, in % of"
+    echo "one core (clock ticks of $((1000000 / CLK_TCK)) µs)."
+    echo
+    echo "| server | connections held | failed | RSS before MiB | RSS after MiB | KiB/connection | idle CPU % of a core | closed while idle | seconds to open | status |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$IDLE"
+    awk -F'\t' '$1 == "rust" {
+        kib = ($6 == "NA") ? "not measured" : ($6 + 0 <= 12 ? "met" : "missed")
+        cpu = ($7 == "NA") ? "not measured" : ($7 + 0 < 1 ? "met" : "missed")
+        printf "\nTargets for rust: at most 12 KiB per connection (%s KiB: %s); idle CPU below 1%% of a core (%s%%: %s).\n", $6, kib, $7, cpu
+    }' "$IDLE"
+}
+
 report() {
     {
         report_header
@@ -439,13 +622,16 @@ report() {
             report_comparison
             report_details
             [[ -z $BASELINE ]] || report_baseline
+            ! grep -qP '^h\t' "$RUNS" || report_reconnects
         fi
         [[ ! -s $MEMORY ]] || report_memory
+        [[ ! -s $IDLE ]] || report_idle
         echo
         echo "Notes: latency is wrk's (coordinated-omission corrected) histogram; with pipelining (b) it is per batch"
         echo "of $PIPELINE, with wrk's correction redone per batch (see report.lua). CPU/request is the server's utime+stime"
         echo "(clock ticks of $((1000000 / CLK_TCK)) µs) over the measured run divided by completed requests, and in c/d"
-        echo "includes the workers' share. rust/floor compares CPU per request with the bare may_minihttp floor."
+        echo "includes the workers' share. rust/go and rust/axum are ratios to the two peer ports; CPU rust/floor compares"
+        echo "CPU per request with the bare may_minihttp floor (in c the floor answers the same POSTs with its fixed body)."
     } >"$OUT/results.md"
     cat "$OUT/results.md"
 }
@@ -455,11 +641,12 @@ main() {
     mkdir -p "$LOGS"
     : >"$RUNS"
     : >"$MEMORY"
+    : >"$IDLE"
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     build
     local started=$SECONDS s srv rep
-    for s in a b c d e; do
+    for s in $WRK_SCENARIOS; do
         [[ " $SCENARIOS " == *" $s "* ]] || continue
         for ((rep = 1; rep <= REPEATS; rep++)); do
             for srv in $(scenario_servers "$s"); do
@@ -467,12 +654,20 @@ main() {
             done
         done
     done
-    if [[ " $SCENARIOS " == *" g "* && " $SCENARIOS " != *" a "* && " $SCENARIOS " != *" b "* && " $SCENARIOS " != *" c "* ]]; then
-        log "scenario g runs the floor under a, b and c: add one of them to SCENARIOS"
-    fi
     if [[ " $SCENARIOS " == *" f "* ]]; then
         memory_case rust
         memory_case go
+    fi
+    if [[ " $SCENARIOS " == *" i "* ]]; then
+        # Last, so that the raised file limit applies to this scenario only.
+        if [[ $(ulimit -Sn) != "$IDLE_NOFILE" ]]; then
+            ulimit -Hn "$IDLE_NOFILE" 2>/dev/null || true
+            ulimit -Sn "$IDLE_NOFILE"
+            log "scenario i: file limit (ulimit -n) $IDLE_NOFILE for the client and the servers"
+        fi
+        for srv in $(scenario_servers i); do
+            idle_case "$srv"
+        done
     fi
     log "done in $((SECONDS - started)) s (after the builds)"
     report
