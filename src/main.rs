@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use log::{error, info};
+use worker_pool::cli::{Cli, Subcommand};
 use worker_pool::config::Config;
+use worker_pool::healthcheck;
 use worker_pool::http::HttpServer;
 use worker_pool::http::guard::Limits;
 use worker_pool::pool::{TaskQueue, WorkerPool};
@@ -24,12 +26,12 @@ const COROUTINE_STACK_WORDS: usize = 0x4000;
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info,may=warn,may_minihttp=off"))
         .init();
-    let config = match Config::load() {
-        Ok(config) => config,
-        Err(invalid) => {
-            error!("{invalid}");
-            return ExitCode::from(2);
-        }
+    let config = match Cli::load() {
+        Cli {
+            command: Some(Subcommand::Healthcheck),
+            config,
+        } => return healthcheck::run(&config),
+        Cli { config, .. } => config,
     };
     may::config()
         .set_workers(config.threads)
