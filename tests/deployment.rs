@@ -1,13 +1,16 @@
 //! What running the server under a container runtime and Prometheus relies
 //! on, through the real binary: `worker-pool healthcheck` (the image's
-//! `HEALTHCHECK`), and a metrics page that Prometheus's own checker accepts.
+//! `HEALTHCHECK`), a metrics page that Prometheus's own checker accepts, and
+//! a Dockerfile whose files, settings and health check exist (no Docker
+//! engine runs the tests, so its build is not).
 
 mod common;
 
 use std::io::{ErrorKind, Write};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{Server, empty_dir, free_port, run_binary};
+use common::{Server, empty_dir, free_port, run_binary, server_vars};
 
 /// Runs `worker-pool healthcheck` told the server is on `host`:`port`.
 fn healthcheck(port: u16, host: &str) -> Output {
@@ -99,4 +102,108 @@ fn promtool_accepts_the_metrics_page() {
         !broken.status.success(),
         "promtool accepts a counter without _total: {broken:?}"
     );
+}
+
+fn project_file(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("read {}: {err}", path.display()))
+}
+
+/// The Dockerfile's instructions, continuation lines joined, comments dropped:
+/// (instruction, arguments).
+fn dockerfile() -> Vec<(String, String)> {
+    let text = project_file("Dockerfile").replace("\\\n", " ");
+    let lines = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'));
+    let instructions = lines.map(|line| {
+        let (instruction, arguments) = line.split_once(' ').unwrap_or((line, ""));
+        (
+            instruction.to_uppercase(),
+            arguments.split_whitespace().collect::<Vec<_>>().join(" "),
+        )
+    });
+    instructions.collect()
+}
+
+fn arguments_of<'a>(instructions: &'a [(String, String)], wanted: &str) -> Vec<&'a str> {
+    let found = instructions.iter().filter(|(instruction, _)| instruction == wanted);
+    found.map(|(_, arguments)| arguments.as_str()).collect()
+}
+
+/// Whether `.dockerignore` keeps `path` out of the build context (its
+/// entries here are names and `*.ext` patterns).
+fn docker_ignores(path: &str) -> bool {
+    let ignore = project_file(".dockerignore");
+    let entries = ignore
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'));
+    entries
+        .map(|entry| entry.trim_end_matches('/'))
+        .any(|entry| match entry.strip_prefix('*') {
+            Some(suffix) => !path.contains('/') && path.ends_with(suffix),
+            None => path == entry || path.starts_with(&format!("{entry}/")),
+        })
+}
+
+#[test]
+fn the_dockerfile_copies_files_that_exist_and_are_in_the_build_context() {
+    let instructions = dockerfile();
+    let copies = arguments_of(&instructions, "COPY");
+    let from_context = copies.iter().filter(|arguments| !arguments.starts_with("--from"));
+    let mut sources = 0;
+    for arguments in from_context {
+        let words: Vec<&str> = arguments.split(' ').collect();
+        for source in &words[..words.len() - 1] {
+            let path = source.trim_end_matches('/');
+            assert!(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(path).exists(),
+                "COPY {path}: no such file"
+            );
+            assert!(!docker_ignores(path), "COPY {path}, which .dockerignore leaves out");
+            sources += 1;
+        }
+    }
+    assert!(sources >= 3, "{copies:?}");
+    assert!(docker_ignores("target") && docker_ignores(".env") && !docker_ignores("Cargo.toml"));
+}
+
+#[test]
+fn the_images_health_check_runs_the_healthcheck_command_with_the_images_settings() {
+    let instructions = dockerfile();
+    let env_line = arguments_of(&instructions, "ENV").join(" ");
+    let env: Vec<(&str, &str)> = env_line
+        .split(' ')
+        .map(|pair| pair.split_once('=').expect("NAME=value"))
+        .collect();
+    for (name, _) in &env {
+        assert!(
+            server_vars().iter().any(|known| known == name),
+            "ENV {name} is no setting"
+        );
+    }
+    let (_, shutdown) = env
+        .iter()
+        .find(|(name, _)| *name == "SHUTDOWN_TIMEOUT")
+        .expect("ENV SHUTDOWN_TIMEOUT");
+    assert!(
+        shutdown.parse::<u64>().unwrap() < 10,
+        "SHUTDOWN_TIMEOUT={shutdown}: docker stop kills after 10 s"
+    );
+    let healthcheck = arguments_of(&instructions, "HEALTHCHECK").join(" ");
+    let (_, command) = healthcheck.split_once("CMD ").expect("HEALTHCHECK ... CMD");
+    let command: Vec<String> = serde_json::from_str(command).expect("the exec (JSON) form: distroless has no shell");
+    let entrypoint: Vec<String> = serde_json::from_str(arguments_of(&instructions, "ENTRYPOINT")[0]).unwrap();
+    assert_eq!(command[0], entrypoint[0], "the health check runs the image's binary");
+    assert!(arguments_of(&instructions, "USER").contains(&"nonroot"));
+    // The image's settings, with the port of a running server.
+    let server = Server::start(&[]);
+    let port = server.port.to_string();
+    let mut settings = env.clone();
+    settings.push(("HTTP_PORT", &port));
+    let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
+    let output = run_binary(empty_dir().path(), &args, &settings);
+    assert_eq!(output.status.code(), Some(0), "{command:?}: {output:?}");
 }
