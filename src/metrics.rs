@@ -157,11 +157,6 @@ impl Histogram {
         Self::new(geometric_bounds(shortest, longest))
     }
 
-    /// The upper bounds of the finite buckets, in seconds.
-    pub fn bounds(&self) -> &[f64] {
-        &self.bounds
-    }
-
     /// Records one duration.
     pub fn observe(&self, duration: Duration) {
         let seconds = duration.as_secs_f64();
