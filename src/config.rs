@@ -1,80 +1,74 @@
-//! Settings read at start-up from the environment and an optional `.env`
-//! file in the working directory (the environment wins).
+//! Settings read at start-up from command-line flags, the environment and an
+//! optional `.env` file in the working directory, in that order of
+//! precedence, then the built-in defaults.
+//!
+//! [`Config`] is the one list of settings: each field's attribute gives its
+//! flag, environment variable, default and check, and its doc comment is its
+//! `--help` text. Adding a setting is adding a field (plus its line in the
+//! README table and `.env.example`, which a test holds to this list).
 //!
 //! Every value is checked here, once: a value that does not parse or is out
-//! of range stops start-up with a [`ConfigError`] naming the variable and the
-//! value, so nothing later has to second-guess its configuration.
+//! of range stops start-up with an error naming the flag, the variable and
+//! the value (exit code 2), so nothing later has to second-guess its
+//! configuration.
 
-use std::fmt;
+use std::fmt::Display;
 use std::net::IpAddr;
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-/// Everything the server can be configured with.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Config {
-    /// Address to listen on (`HTTP_HOST`, default every interface).
-    pub http_host: IpAddr,
-    /// TCP port to listen on (`HTTP_PORT`, default 8080).
-    pub http_port: u16,
-    /// Scheduler threads running the coroutines (`THREADS`, default: the
-    /// CPUs this process may run on, after its affinity mask and cgroup quota).
-    pub threads: usize,
-    /// Number of worker coroutines (`WORKERS`, default 5).
-    pub workers: usize,
-    /// Capacity of the task queue (`POOL_SIZE`, default 10).
-    pub pool_size: usize,
-    /// How long shutdown may take before giving up (`SHUTDOWN_TIMEOUT` seconds, default 10).
-    pub shutdown_timeout: Duration,
-    /// Range the work duration of each task is drawn from.
-    pub work: WorkRange,
-    /// Largest request body accepted (`MAX_BODY_BYTES`, default 64 KiB).
-    pub max_body_bytes: usize,
-    /// Most connections open at once (`MAX_CONNECTIONS`, default 10000).
-    pub max_connections: usize,
-    /// Connections from one client IP open at once (`MAX_CONNECTIONS_PER_CLIENT`,
-    /// default 0: no per-client bound).
-    pub max_connections_per_client: usize,
-    /// How long a connection may go without starting a request before it
-    /// is closed (`IDLE_TIMEOUT` seconds, default 60).
-    pub idle_timeout: Duration,
-    /// How long a request head may take to arrive, from its first byte, before
-    /// it is answered 408 (`HEADER_TIMEOUT` seconds, default 10).
-    pub header_timeout: Duration,
-    /// Largest request line plus header block (`MAX_HEADER_BYTES`, default 64 KiB).
-    pub max_header_bytes: usize,
-    /// Most tasks kept in memory; past it the oldest finished tasks are
-    /// evicted (`MAX_TASKS`, default 1,000,000; 0 for no bound).
-    pub max_tasks: usize,
-    /// Most bytes of task titles and descriptions kept in memory, evicted
-    /// the same way (`MAX_TEXT_BYTES`, default 1 GiB; 0 for no bound).
-    pub max_text_bytes: usize,
-}
+use clap::error::ErrorKind;
+use clap::{Args, Command, FromArgMatches};
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            http_host: IpAddr::from([0, 0, 0, 0]),
-            http_port: 8080,
-            threads: available_cpus(),
-            workers: 5,
-            pool_size: 10,
-            shutdown_timeout: Duration::from_secs(10),
-            work: WorkRange {
-                min_ms: 1000,
-                max_ms: 5000,
-            },
-            max_body_bytes: 64 * 1024,
-            max_connections: 10_000,
-            max_connections_per_client: 0,
-            idle_timeout: Duration::from_secs(60),
-            header_timeout: Duration::from_secs(10),
-            max_header_bytes: 64 * 1024,
-            max_tasks: 1_000_000,
-            max_text_bytes: 1 << 30,
-        }
-    }
+/// Everything the server can be configured with.
+#[derive(Args, Clone, Debug, PartialEq, Eq)]
+#[command(next_help_heading = "Settings (flag, else environment, else .env, else default)")]
+pub struct Config {
+    /// Address to listen on: an IP address such as 0.0.0.0 (every interface) or 127.0.0.1.
+    #[arg(long, env, global = true, default_value = "0.0.0.0", value_parser = ip_address)]
+    pub http_host: IpAddr,
+    /// Port to listen on.
+    #[arg(long, env, global = true, default_value = "8080", value_parser = whole::<u16>(1, u16::MAX))]
+    pub http_port: u16,
+    /// Scheduler threads running the coroutines, each pinned to one CPU; the default is the CPUs this process may run on (affinity mask and cgroup quota).
+    #[arg(long, env, global = true, default_value_t = available_cpus(), value_parser = whole::<usize>(1, 1024))]
+    pub threads: usize,
+    /// Worker coroutines running tasks.
+    #[arg(long, env, global = true, default_value = "5", value_parser = whole::<usize>(1, 10_000))]
+    pub workers: usize,
+    /// Capacity of the task queue; a task created while it is full fails at once (503).
+    #[arg(long, env, global = true, default_value = "10", value_parser = whole::<usize>(1, 10_000_000))]
+    pub pool_size: usize,
+    /// Seconds shutdown may take to finish queued and running tasks before it gives up (exit 1).
+    #[arg(long, env, global = true, default_value = "10", value_parser = seconds(0))]
+    pub shutdown_timeout: Duration,
+    /// Range each task's work duration is drawn from.
+    #[command(flatten)]
+    pub work: WorkRange,
+    /// Largest request body accepted, in bytes; a longer one gets 413.
+    #[arg(long, env, global = true, default_value = "65536", value_parser = whole::<usize>(1, 16 << 20))]
+    pub max_body_bytes: usize,
+    /// Most connections open at once; more are answered 503 and closed.
+    #[arg(long, env, global = true, default_value = "10000", value_parser = whole::<usize>(1, 1_000_000))]
+    pub max_connections: usize,
+    /// Most connections open at once from one client IP address; 0 for no bound.
+    #[arg(long, env, global = true, default_value = "0", value_parser = whole::<usize>(0, 1_000_000))]
+    pub max_connections_per_client: usize,
+    /// Seconds a connection may go without starting a request before it is closed.
+    #[arg(long, env, global = true, default_value = "60", value_parser = seconds(1))]
+    pub idle_timeout: Duration,
+    /// Seconds a request line and headers may take from their first byte; a slower request gets 408.
+    #[arg(long, env, global = true, default_value = "10", value_parser = seconds(1))]
+    pub header_timeout: Duration,
+    /// Largest request line plus headers, in bytes; larger gets 431.
+    #[arg(long, env, global = true, default_value = "65536", value_parser = whole::<usize>(1024, 1 << 20))]
+    pub max_header_bytes: usize,
+    /// Most tasks kept in memory; past it the oldest finished tasks are evicted (410 afterwards). 0 for no bound.
+    #[arg(long, env, global = true, default_value = "1000000", value_parser = whole::<usize>(0, 1_000_000_000))]
+    pub max_tasks: usize,
+    /// Most bytes of task titles and descriptions kept in memory, evicted the same way. 0 for no bound.
+    #[arg(long, env, global = true, default_value = "1073741824", value_parser = whole::<usize>(0, 1 << 40))]
+    pub max_text_bytes: usize,
 }
 
 /// The CPUs this process may run on: its affinity mask, narrowed by a cgroup
@@ -83,12 +77,31 @@ pub fn available_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |cpus| cpus.get())
 }
 
-/// Bounds of a task's work duration, in milliseconds (`WORK_MIN_MS`, `WORK_MAX_MS`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Bounds of a task's work duration, in milliseconds: the work each task
+/// simulates is drawn from them.
+#[derive(Args, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WorkRange {
-    /// Shortest work, inclusive.
+    /// Shortest work duration of a task, in milliseconds. When both bounds are whole seconds the draw is in whole seconds.
+    #[arg(
+        id = "work_min_ms",
+        long = "work-min-ms",
+        env = "WORK_MIN_MS",
+        value_name = "WORK_MIN_MS",
+        global = true,
+        default_value = "1000",
+        value_parser = whole::<u64>(0, 86_400_000)
+    )]
     pub min_ms: u64,
-    /// Longest work, inclusive.
+    /// Longest work duration of a task, in milliseconds (at least WORK_MIN_MS).
+    #[arg(
+        id = "work_max_ms",
+        long = "work-max-ms",
+        env = "WORK_MAX_MS",
+        value_name = "WORK_MAX_MS",
+        global = true,
+        default_value = "5000",
+        value_parser = whole::<u64>(0, 86_400_000)
+    )]
     pub max_ms: u64,
 }
 
@@ -105,135 +118,93 @@ impl WorkRange {
     }
 }
 
-/// A setting that stops start-up.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    /// The variable (or file) at fault.
-    pub variable: String,
-    /// The value as given.
-    pub value: String,
-    /// What was expected instead.
-    pub expected: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid configuration: {}={:?}: expected {}",
-            self.variable, self.value, self.expected
-        )
+impl Default for Config {
+    /// The built-in defaults, as `--help` shows them.
+    fn default() -> Self {
+        Self::from_lookup(|_| None).expect("the defaults pass their own checks")
     }
 }
-
-impl std::error::Error for ConfigError {}
 
 impl Config {
-    /// Loads `.env` from the working directory if there is one (without
-    /// overriding variables already set), then reads the environment.
-    pub fn load() -> Result<Self, ConfigError> {
-        let env_file = Path::new(".env");
-        if env_file.exists() {
-            dotenvy::from_path(env_file).map_err(|err| ConfigError {
-                variable: ".env".into(),
-                value: env_file.display().to_string(),
-                expected: format!("a readable file of KEY=value lines ({err})"),
-            })?;
-        }
-        Self::from_lookup(|name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()))
+    /// The environment variable of every setting, in `--help` order: the
+    /// list the README table, `.env.example` and the test harness must match.
+    pub fn variables() -> Vec<String> {
+        Self::augment_args(Command::new("worker-pool"))
+            .get_arguments()
+            .filter_map(|arg| arg.get_env())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect()
     }
 
-    /// Builds a configuration from `lookup`, which returns a variable's value
-    /// if it is set; unset variables take their defaults.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let defaults = Self::default();
-        let read = Reader { lookup: &lookup };
-        let config = Self {
-            http_host: read.parsed(
-                "HTTP_HOST",
-                defaults.http_host,
-                "an IP address such as 0.0.0.0 or 127.0.0.1",
-            )?,
-            http_port: read.in_range("HTTP_PORT", defaults.http_port, 1, u16::MAX)?,
-            threads: read.in_range("THREADS", defaults.threads, 1, 1024)?,
-            workers: read.in_range("WORKERS", defaults.workers, 1, 10_000)?,
-            pool_size: read.in_range("POOL_SIZE", defaults.pool_size, 1, 10_000_000)?,
-            shutdown_timeout: read.seconds("SHUTDOWN_TIMEOUT", defaults.shutdown_timeout, 0)?,
-            work: WorkRange {
-                min_ms: read.in_range("WORK_MIN_MS", defaults.work.min_ms, 0, 86_400_000)?,
-                max_ms: read.in_range("WORK_MAX_MS", defaults.work.max_ms, 0, 86_400_000)?,
-            },
-            max_body_bytes: read.in_range("MAX_BODY_BYTES", defaults.max_body_bytes, 1, 16 * 1024 * 1024)?,
-            max_connections: read.in_range("MAX_CONNECTIONS", defaults.max_connections, 1, 1_000_000)?,
-            max_connections_per_client: read.in_range(
-                "MAX_CONNECTIONS_PER_CLIENT",
-                defaults.max_connections_per_client,
-                0,
-                1_000_000,
-            )?,
-            idle_timeout: read.seconds("IDLE_TIMEOUT", defaults.idle_timeout, 1)?,
-            header_timeout: read.seconds("HEADER_TIMEOUT", defaults.header_timeout, 1)?,
-            max_header_bytes: read.in_range("MAX_HEADER_BYTES", defaults.max_header_bytes, 1024, 1024 * 1024)?,
-            max_tasks: read.in_range("MAX_TASKS", defaults.max_tasks, 0, 1_000_000_000)?,
-            max_text_bytes: read.in_range("MAX_TEXT_BYTES", defaults.max_text_bytes, 0, 1 << 40)?,
-        };
-        if config.work.min_ms > config.work.max_ms {
-            return Err(ConfigError {
-                variable: "WORK_MIN_MS".into(),
-                value: config.work.min_ms.to_string(),
-                expected: format!("at most WORK_MAX_MS ({})", config.work.max_ms),
-            });
+    /// Builds a configuration from `lookup` in place of the environment
+    /// (for tests): it returns a variable's value if it is set, and unset
+    /// variables take their defaults. Fails as start-up would.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, clap::Error> {
+        let mut args = vec!["worker-pool".to_owned()];
+        let mut command = Self::augment_args(Command::new("worker-pool")).mut_args(|arg| {
+            let value = arg.get_env().and_then(|name| lookup(&name.to_string_lossy()));
+            if let (Some(value), Some(long)) = (value, arg.get_long()) {
+                args.push(format!("--{long}={value}"));
+            }
+            arg.env(None)
+        });
+        let matches = command.try_get_matches_from_mut(args)?;
+        let config = Self::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
+        config.checked(&mut command)
+    }
+
+    /// The configuration, once its settings are checked against each other
+    /// (each was checked on its own as it was parsed); the error is formatted
+    /// for `command`.
+    pub fn checked(self, command: &mut Command) -> Result<Self, clap::Error> {
+        match self.inconsistency() {
+            None => Ok(self),
+            Some(message) => Err(command.error(ErrorKind::ValueValidation, message)),
         }
-        Ok(config)
+    }
+
+    /// What is wrong with settings that are each valid on their own.
+    fn inconsistency(&self) -> Option<String> {
+        let WorkRange { min_ms, max_ms } = self.work;
+        (min_ms > max_ms).then(|| {
+            format!(
+                "invalid value '{min_ms}' for '--work-min-ms <WORK_MIN_MS>': expected at most WORK_MAX_MS ({max_ms})"
+            )
+        })
     }
 }
 
-struct Reader<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
+/// Parses an IP address.
+fn ip_address(raw: &str) -> Result<IpAddr, String> {
+    raw.trim()
+        .parse()
+        .map_err(|_| "expected an IP address such as 0.0.0.0 or 127.0.0.1".to_owned())
 }
 
-impl Reader<'_> {
-    fn parsed<T: FromStr>(&self, name: &str, default: T, expected: &str) -> Result<T, ConfigError> {
-        match (self.lookup)(name) {
-            None => Ok(default),
-            Some(raw) => raw.trim().parse().map_err(|_| ConfigError {
-                variable: name.into(),
-                value: raw,
-                expected: expected.into(),
-            }),
-        }
-    }
-
-    /// Whole seconds from `min` up to a day.
-    fn seconds(&self, name: &str, default: Duration, min: u64) -> Result<Duration, ConfigError> {
-        self.in_range(name, default.as_secs(), min, 86_400)
-            .map(Duration::from_secs)
-    }
-
-    fn in_range<T>(&self, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
-    where
-        T: FromStr + PartialOrd + fmt::Display + Copy,
-    {
-        let expected = format!("a whole number from {min} to {max}");
-        let value = self.parsed(name, default, &expected)?;
-        if value < min || value > max {
-            return Err(ConfigError {
-                variable: name.into(),
-                value: value.to_string(),
-                expected,
-            });
-        }
-        Ok(value)
+/// A parser of whole numbers from `min` to `max`; surrounding white space
+/// (as a `.env` line may leave) is ignored.
+fn whole<T>(min: T, max: T) -> impl Fn(&str) -> Result<T, String> + Clone + Send + Sync + 'static
+where
+    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
+{
+    move |raw| match raw.trim().parse::<T>() {
+        Ok(value) if min <= value && value <= max => Ok(value),
+        _ => Err(format!("expected a whole number from {min} to {max}")),
     }
 }
 
+/// A parser of whole seconds from `min` up to a day.
+fn seconds(min: u64) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    let whole = whole(min, 86_400);
+    move |raw| whole(raw).map(Duration::from_secs)
+}
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
     use super::*;
 
-    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn config_from(pairs: &[(&str, &str)]) -> Result<Config, clap::Error> {
         let vars: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| vars.get(name).cloned())
     }
@@ -318,21 +289,37 @@ mod tests {
         ];
         for (name, value) in cases {
             let err = config_from(&[(name, value)]).unwrap_err();
-            assert_eq!(err.variable, name);
+            assert_eq!(err.kind(), ErrorKind::ValueValidation, "{name}={value:?}");
             let message = err.to_string();
-            assert!(message.contains(name), "{message}");
-            assert!(
-                message.contains(&format!("{value:?}")) || message.contains(value.trim()),
-                "{message}"
-            );
+            let flag = format!("--{}", name.to_lowercase().replace('_', "-"));
+            assert!(message.contains(&format!("{flag} <{name}>")), "{message}");
+            assert!(message.contains(&format!("'{value}'")), "{message}");
         }
     }
 
     #[test]
     fn min_work_above_max_is_refused() {
         let err = config_from(&[("WORK_MIN_MS", "300"), ("WORK_MAX_MS", "200")]).unwrap_err();
-        assert_eq!((err.variable.as_str(), err.value.as_str()), ("WORK_MIN_MS", "300"));
-        assert!(err.to_string().contains("WORK_MAX_MS (200)"));
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        let message = err.to_string();
+        assert!(message.contains("'300' for '--work-min-ms <WORK_MIN_MS>'"), "{message}");
+        assert!(message.contains("WORK_MAX_MS (200)"), "{message}");
+        assert!(config_from(&[("WORK_MIN_MS", "200"), ("WORK_MAX_MS", "200")]).is_ok());
+    }
+
+    #[test]
+    fn every_setting_has_a_variable_named_after_its_flag() {
+        let command = Config::augment_args(Command::new("worker-pool"));
+        let mut count = 0;
+        for arg in command.get_arguments() {
+            let long = arg.get_long().expect("every setting has a flag");
+            let env = arg.get_env().expect("every setting has a variable").to_string_lossy();
+            assert_eq!(env, long.to_uppercase().replace('-', "_"));
+            assert!(arg.get_default_values().len() == 1, "{long} has one default");
+            count += 1;
+        }
+        assert_eq!(Config::variables().len(), count);
+        assert_eq!(Config::variables()[..2], ["HTTP_HOST", "HTTP_PORT"]);
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //!
 //! | module | holds |
 //! |---|---|
-//! | [`config`] | settings from the environment and `.env`, checked once at start-up |
+//! | [`config`] | settings from flags, the environment and `.env`, checked once at start-up |
+//! | [`cli`] | the command line: serving, `--help`, `--version`, `healthcheck` |
+//! | [`healthcheck`] | `worker-pool healthcheck`: `GET /healthz` over a plain socket, for containers |
 //! | [`domain`] | the task, its status lifecycle and its JSON shapes |
 //! | [`store`] | the concurrent in-memory map of tasks and the id counter |
 //! | [`pool`] | the bounded queue of task ids and the coroutine workers draining it |
@@ -20,8 +22,10 @@
 //! `main.rs` only starts an [`app::App`] and waits for a signal.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod pool;

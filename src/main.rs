@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use log::{error, info};
 use worker_pool::app::App;
+use worker_pool::cli::{Cli, DEFAULT_LOG_FILTER, Subcommand};
 use worker_pool::config::Config;
+use worker_pool::healthcheck;
 use worker_pool::shutdown::{Outcome, ShutdownSignals};
 
 /// Coroutine stack size in words: room for serde's bounded recursion on
@@ -16,18 +18,18 @@ use worker_pool::shutdown::{Outcome, ShutdownSignals};
 /// pages a coroutine touches become resident.
 const COROUTINE_STACK_WORDS: usize = 0x4000;
 
-/// The log filter when `RUST_LOG` is not set.
-const DEFAULT_LOG_FILTER: &str = "info,may=warn";
-
 fn main() -> ExitCode {
+    // The command line and `.env` first, so that a RUST_LOG in `.env`
+    // reaches the logger; clap reports its own errors and exits 2.
+    let cli = Cli::load();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(DEFAULT_LOG_FILTER)).init();
     log_panics();
-    let config = match Config::load() {
-        Ok(config) => config,
-        Err(invalid) => {
-            error!("{invalid}");
-            return ExitCode::from(2);
-        }
+    let config = match cli {
+        Cli {
+            command: Some(Subcommand::Healthcheck),
+            config,
+        } => return healthcheck::run(&config),
+        Cli { config, .. } => config,
     };
     may::config()
         .set_workers(config.threads)

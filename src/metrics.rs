@@ -5,6 +5,8 @@
 //! Each layer owns the numbers it can see (the service its task counts, the
 //! HTTP layer its request counts) and writes them through [`Exposition`].
 
+pub mod process;
+
 use std::cell::Cell;
 use std::fmt::{Display, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -105,33 +107,89 @@ fn thread_number() -> Option<usize> {
         .ok()
 }
 
-/// Upper bounds, in seconds, of the buckets of [`Histogram`] (the last,
-/// `+Inf`, is implicit). They suit work of milliseconds to a minute; the
-/// default work of 1 to 5 s falls in the whole-second buckets.
-pub const DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 30.0, 60.0,
-];
+/// The most a bucket's upper bound may be above the one before it. Within a
+/// bucket, `histogram_quantile` interpolates linearly, so its estimate is
+/// off by less than this ratio: under 10% even after the bounds are rounded
+/// to four significant digits.
+pub const MAX_BUCKET_RATIO: f64 = 1.09;
 
-/// A histogram of durations over [`DURATION_BUCKETS`].
-#[derive(Debug, Default)]
+/// The most finite buckets [`Histogram::spanning`] makes: a wider span gets
+/// a larger ratio rather than more series.
+pub const MAX_BUCKETS: usize = 40;
+
+/// The lowest bound [`Histogram::spanning`] starts at, in seconds: work of
+/// zero still takes some microseconds to observe.
+const LOWEST_BOUND: f64 = 1e-4;
+
+/// A histogram of durations: observations counted per bucket, with atomics
+/// only.
+#[derive(Debug)]
 pub struct Histogram {
+    /// Upper bounds of the finite buckets, in seconds, ascending.
+    bounds: Box<[f64]>,
     /// Observations per bucket (not cumulative); the last is `+Inf`.
-    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     sum_micros: AtomicU64,
 }
 
+impl Default for Histogram {
+    /// A histogram with the `+Inf` bucket only: a count and a sum.
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
+}
+
 impl Histogram {
+    /// A histogram over `bounds`, upper bounds in seconds, ascending.
+    pub fn new(bounds: Vec<f64>) -> Self {
+        debug_assert!(bounds.windows(2).all(|pair| pair[0] < pair[1]), "{bounds:?}");
+        let buckets = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Self {
+            bounds: bounds.into_boxed_slice(),
+            buckets,
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// A histogram for durations planned from `shortest` to `longest`: see
+    /// [`geometric_bounds`].
+    pub fn spanning(shortest: Duration, longest: Duration) -> Self {
+        Self::new(geometric_bounds(shortest, longest))
+    }
+
     /// Records one duration.
     pub fn observe(&self, duration: Duration) {
         let seconds = duration.as_secs_f64();
-        let bucket = DURATION_BUCKETS
-            .iter()
-            .position(|&bound| seconds <= bound)
-            .unwrap_or(DURATION_BUCKETS.len());
+        let bucket = self.bounds.partition_point(|&bound| bound < seconds);
         self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
         let micros = u64::try_from(duration.as_micros()).unwrap_or(u64::MAX);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
     }
+}
+
+/// Bucket bounds, in seconds, for durations planned from `shortest` to
+/// `longest`: from a little below `shortest` to a little above `longest`
+/// plus a millisecond (a sleep overshoots what was planned), each at most
+/// [`MAX_BUCKET_RATIO`] above the one before, and no more than
+/// [`MAX_BUCKETS`] of them (a wider span gets a larger ratio). Bounds are
+/// rounded to four significant digits, so they read well as `le` labels;
+/// being geometric, they sit on planned whole seconds or milliseconds only
+/// by chance.
+pub fn geometric_bounds(shortest: Duration, longest: Duration) -> Vec<f64> {
+    let low = (shortest.as_secs_f64() * 0.95).max(LOWEST_BOUND);
+    let high = (longest.as_secs_f64() * 1.1 + 1e-3).max(low * MAX_BUCKET_RATIO);
+    let span = high / low;
+    let steps = (span.ln() / MAX_BUCKET_RATIO.ln()).ceil().min((MAX_BUCKETS - 1) as f64);
+    let ratio = span.powf(1.0 / steps);
+    (0..=steps as i32)
+        .map(|step| significant(low * ratio.powi(step)))
+        .collect()
+}
+
+/// `value` rounded to four significant digits.
+fn significant(value: f64) -> f64 {
+    let scale = 10f64.powi(3 - value.log10().floor() as i32);
+    (value * scale).round() / scale
 }
 
 /// A metrics page being written in the Prometheus text format.
@@ -193,7 +251,7 @@ impl Exposition {
         let mut cumulative = 0;
         for (index, count) in histogram.buckets.iter().enumerate() {
             cumulative += count.load(Ordering::Relaxed);
-            let bound = DURATION_BUCKETS.get(index).map_or("+Inf".to_owned(), f64::to_string);
+            let bound = histogram.bounds.get(index).map_or("+Inf".to_owned(), f64::to_string);
             self.sample(&bucket, &[("le", &bound)], cumulative);
         }
         let sum = histogram.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
@@ -210,6 +268,7 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::WorkRange;
 
     #[test]
     fn striped_counters_add_up_across_threads() {
@@ -263,7 +322,7 @@ mod tests {
 
     #[test]
     fn a_histogram_is_cumulative_with_sum_and_count() {
-        let histogram = Histogram::default();
+        let histogram = Histogram::new(vec![0.005, 0.01, 1.0, 2.0, 60.0]);
         for millis in [3, 10, 1500, 2000, 90_000] {
             histogram.observe(Duration::from_millis(millis));
         }
@@ -282,6 +341,122 @@ mod tests {
             "run_seconds_count 5",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+        }
+    }
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn bounds_span_the_work_geometrically_in_at_most_40_buckets() {
+        for (min, max) in [
+            (0, 0),
+            (1, 1),
+            (1, 20),
+            (1000, 5000),
+            (5000, 5000),
+            (1, 86_400_000),
+            (0, 86_400_000),
+        ] {
+            let bounds = geometric_bounds(ms(min), ms(max));
+            assert!(bounds.len() <= MAX_BUCKETS, "{min}..{max}: {} buckets", bounds.len());
+            assert!(bounds[0] < (min as f64 / 1000.0).max(2e-4), "{min}..{max}: {bounds:?}");
+            assert!(
+                *bounds.last().unwrap() > max as f64 / 1000.0,
+                "{min}..{max}: {bounds:?}"
+            );
+            assert!(bounds.windows(2).all(|pair| pair[0] < pair[1]), "{bounds:?}");
+            let ratio = bounds.windows(2).map(|pair| pair[1] / pair[0]).fold(0.0, f64::max);
+            if max - min <= 20_000 {
+                assert!(ratio < 1.1, "{min}..{max}: ratio {ratio} in {bounds:?}");
+            }
+        }
+        let default = geometric_bounds(ms(1000), ms(5000));
+        assert!(default.len() <= 25, "{default:?}");
+        // A task planned at 1 to 5 whole seconds is observed a little longer:
+        // no bound sits just under a whole second, where half the tasks of
+        // that length would fall in the bucket above.
+        for (bound, second) in default
+            .iter()
+            .flat_map(|&bound| (1..=5).map(move |second| (bound, second)))
+        {
+            let gap = f64::from(second) - bound;
+            assert!(!(0.0..0.01).contains(&gap), "a bound at {bound} for work of {second} s");
+        }
+    }
+
+    /// (upper bound, cumulative count) of each bucket as the page writes
+    /// them, `+Inf` last.
+    fn page_buckets(histogram: &Histogram) -> Vec<(f64, f64)> {
+        let mut page = Exposition::default();
+        page.histogram("run_seconds", "Run time.", histogram);
+        let text = page.into_text();
+        let buckets = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("run_seconds_bucket{le=\""));
+        let parsed = buckets.map(|rest| {
+            let (bound, count) = rest.split_once("\"} ").expect("a bucket sample");
+            let bound = if bound == "+Inf" {
+                f64::INFINITY
+            } else {
+                bound.parse().unwrap()
+            };
+            (bound, count.parse().unwrap())
+        });
+        parsed.collect()
+    }
+
+    /// What Prometheus's `histogram_quantile` answers for `buckets`: its
+    /// `bucketQuantile` (promql/quantile.go), which interpolates linearly
+    /// within the bucket the rank falls in.
+    fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
+        let last = buckets.len() - 1;
+        let rank = q * buckets[last].1;
+        let b = buckets[..last].partition_point(|&(_, count)| count < rank);
+        if b == last {
+            return buckets[last - 1].0;
+        }
+        if b == 0 && buckets[0].0 <= 0.0 {
+            return buckets[0].0;
+        }
+        let (start, below) = if b > 0 { buckets[b - 1] } else { (0.0, 0.0) };
+        let (end, count) = buckets[b];
+        start + (end - start) * ((rank - below) / (count - below))
+    }
+
+    /// Observes 5000 draws from `work`, each overshooting by up to 1.5 ms
+    /// as a sleep does, and checks `histogram_quantile` against the true
+    /// p50, p90 and p99.
+    fn assert_quantiles_within_10_percent(work: WorkRange) {
+        let histogram = Histogram::spanning(ms(work.min_ms), ms(work.max_ms));
+        let overshoot_micros = [30, 100, 300, 700, 1500];
+        let mut observed: Vec<f64> = (0..5000)
+            .map(|i| work.draw() + Duration::from_micros(overshoot_micros[i % overshoot_micros.len()]))
+            .inspect(|&duration| histogram.observe(duration))
+            .map(|duration| duration.as_secs_f64())
+            .collect();
+        observed.sort_by(f64::total_cmp);
+        let buckets = page_buckets(&histogram);
+        for q in [0.5, 0.9, 0.99] {
+            let truth = observed[(q * observed.len() as f64).ceil() as usize - 1];
+            let estimate = histogram_quantile(q, &buckets);
+            let error = (estimate - truth).abs() / truth;
+            assert!(error < 0.10, "{work:?} p{}: {estimate} for {truth}", q * 100.0);
+        }
+    }
+
+    #[test]
+    fn quantiles_are_within_10_percent_for_whole_second_work() {
+        for (min_ms, max_ms) in [(1000, 5000), (5000, 5000), (1000, 1000), (2000, 60_000)] {
+            assert_quantiles_within_10_percent(WorkRange { min_ms, max_ms });
+        }
+    }
+
+    #[test]
+    fn quantiles_are_within_10_percent_for_millisecond_work() {
+        for (min_ms, max_ms) in [(1, 20), (20, 20), (5, 7), (10, 999)] {
+            assert_quantiles_within_10_percent(WorkRange { min_ms, max_ms });
         }
     }
 }

@@ -108,7 +108,10 @@ impl TaskService {
             store,
             queue,
             work,
-            counts: TaskCounts::default(),
+            counts: TaskCounts {
+                run_time: Histogram::spanning(Duration::from_millis(work.min_ms), Duration::from_millis(work.max_ms)),
+                ..TaskCounts::default()
+            },
         }
     }
 
@@ -231,6 +234,7 @@ impl TaskService {
             "Time workers spent on each completed task.",
             &self.counts.run_time,
         );
+        crate::metrics::process::write(page);
     }
 
     /// The accepted tasks that have not finished (for the shutdown report),

@@ -19,13 +19,14 @@ use std::fmt;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tempfile::TempDir;
+use worker_pool::config::Config;
 
 /// How long the server may take to accept connections after being spawned.
 pub const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,27 +37,33 @@ pub const LOG_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default wait for the process to exit.
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Every variable the server reads; cleared from the inherited environment so
-/// only what a test passes is seen.
-const SERVER_VARS: [&str; 17] = [
-    "THREADS",
-    "HTTP_HOST",
-    "HTTP_PORT",
-    "WORKERS",
-    "POOL_SIZE",
-    "SHUTDOWN_TIMEOUT",
-    "WORK_MIN_MS",
-    "WORK_MAX_MS",
-    "MAX_BODY_BYTES",
-    "MAX_CONNECTIONS",
-    "MAX_CONNECTIONS_PER_CLIENT",
-    "IDLE_TIMEOUT",
-    "HEADER_TIMEOUT",
-    "MAX_HEADER_BYTES",
-    "MAX_TASKS",
-    "MAX_TEXT_BYTES",
-    "RUST_LOG",
-];
+/// Every variable the server reads: its settings' and the log filter's.
+/// Cleared from the inherited environment so only what a test passes is seen.
+pub fn server_vars() -> Vec<String> {
+    let mut vars = Config::variables();
+    vars.push("RUST_LOG".to_owned());
+    vars
+}
+
+/// The path of the built binary.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_worker-pool");
+
+/// Runs the binary to completion with `args`, in `dir`, with `env` added to
+/// a cleaned environment (as [`Server`] runs it); for the command line
+/// itself: `--help`, `healthcheck`, refused settings.
+pub fn run_binary(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BINARY);
+    for name in server_vars() {
+        command.env_remove(name);
+    }
+    let output = command
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output();
+    output.expect("run the worker-pool binary")
+}
 
 /// A port nothing listens on right now: bind port 0, read it, let it go.
 pub fn free_port() -> u16 {
@@ -108,11 +115,16 @@ impl Server {
 
     /// As [`start`](Self::start), in `dir` (which may hold a `.env`).
     pub fn start_in(dir: TempDir, env: &[(&str, &str)]) -> Server {
+        Self::start_with_args(dir, &[], env)
+    }
+
+    /// As [`start_in`](Self::start_in), with command-line `args`.
+    pub fn start_with_args(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut dir = dir;
         // The free port can be taken by someone else between our probe and
         // the server's bind: then try another one.
         for _attempt in 0..3 {
-            let mut server = Self::launch_in(dir, free_port(), env);
+            let mut server = Self::launch_with_args(dir, free_port(), args, env);
             match server.wait_ready() {
                 Ok(()) => return server,
                 Err(_) if server.log_text().contains("in use") => dir = server.into_dir(),
@@ -134,11 +146,17 @@ impl Server {
     /// Spawns the server in `dir`, told to listen on 127.0.0.1:`port`, with
     /// `env` added to a cleaned environment. Does not wait for it.
     pub fn launch_in(dir: TempDir, port: u16, env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_worker-pool"));
-        for name in SERVER_VARS {
+        Self::launch_with_args(dir, port, &[], env)
+    }
+
+    /// As [`launch_in`](Self::launch_in), with command-line `args`.
+    pub fn launch_with_args(dir: TempDir, port: u16, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new(BINARY);
+        for name in server_vars() {
             command.env_remove(name);
         }
         command
+            .args(args)
             .env("HTTP_HOST", "127.0.0.1")
             .env("HTTP_PORT", port.to_string())
             .envs(env.iter().copied())
