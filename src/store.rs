@@ -811,3 +811,203 @@ mod tests {
         assert_eq!(unfinished, vec![(1, Pending), (2, Running), (3, Pending), (4, Running)]);
     }
 }
+
+/// Property tests: random operations on a small bounded store from several
+/// threads at once, then the store's invariants checked at rest.
+#[cfg(test)]
+mod properties {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One thread's next move, on one of the tasks it created (by index
+    /// among those in the right status), so each thread knows exactly what
+    /// status each of its tasks has.
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        /// A task with a title of this many bytes.
+        Insert(usize),
+        Start(usize),
+        Finish(usize),
+        Fail(usize),
+        /// Walk the whole listing, a few tasks a page.
+        List,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1..40usize).prop_map(Op::Insert),
+            2 => any::<usize>().prop_map(Op::Start),
+            2 => any::<usize>().prop_map(Op::Finish),
+            2 => any::<usize>().prop_map(Op::Fail),
+            1 => Just(Op::List),
+        ]
+    }
+
+    /// The tasks one thread created, with the status it gave each.
+    type Mine = Vec<(TaskId, TaskStatus)>;
+
+    fn apply(store: &TaskStore, mine: &mut Mine, op: Op) {
+        let nth = |mine: &Mine, status, n: usize| {
+            let with: Vec<usize> = (0..mine.len()).filter(|&i| mine[i].1 == status).collect();
+            (!with.is_empty()).then(|| with[n % with.len()])
+        };
+        let (from, to, n) = match op {
+            Op::Insert(len) => {
+                let id = store.insert(Task::new(&"t".repeat(len), "", Duration::ZERO));
+                mine.push((id, TaskStatus::Pending));
+                return;
+            }
+            Op::List => return assert_listed(store, mine),
+            Op::Start(n) => (TaskStatus::Pending, TaskStatus::Running, n),
+            Op::Finish(n) => (TaskStatus::Running, TaskStatus::Done, n),
+            Op::Fail(n) => (TaskStatus::Pending, TaskStatus::Failed, n),
+        };
+        let Some(index) = nth(mine, from, n) else { return };
+        let id = mine[index].0;
+        match to {
+            TaskStatus::Failed => store.fail(id, FailureReason::PoolFull).unwrap(),
+            _ => drop(store.advance(id, to).unwrap()),
+        }
+        mine[index].1 = to;
+    }
+
+    /// No pending or running task is ever evicted: each thread's own
+    /// unfinished tasks are found, in the status it gave them.
+    fn assert_unfinished_found(store: &TaskStore, mine: &Mine) {
+        for &(id, status) in mine.iter().filter(|(_, status)| !status.is_finished()) {
+            assert_eq!(store.with_task(id, Task::status), Ok(status), "task {id}");
+        }
+    }
+
+    /// A walk through every page lists ids in order, and lists every
+    /// unfinished task of this thread (none can be skipped by the cursor).
+    fn assert_listed(store: &TaskStore, mine: &Mine) {
+        let mut listed = Vec::new();
+        let mut after = 0;
+        loop {
+            let query = PageQuery {
+                after,
+                limit: 3,
+                status: None,
+            };
+            let next = store.page(&query, |id, _| {
+                listed.push(id);
+                true
+            });
+            match next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        assert!(listed.is_sorted_by(|a, b| a < b), "{listed:?}");
+        let listed: HashSet<TaskId> = listed.into_iter().collect();
+        for &(id, _) in mine.iter().filter(|(_, status)| !status.is_finished()) {
+            assert!(listed.contains(&id), "unfinished task {id} not listed");
+        }
+    }
+
+    /// At rest: the counts match the map, every id below the cursor is
+    /// evicted or kept, and every kept task that finished is queued for
+    /// eviction (none is forgotten).
+    fn assert_invariants(store: &TaskStore) {
+        let mut by_status = [0; 4];
+        let mut text_bytes = 0;
+        for task in store.tasks.iter() {
+            by_status[task.status().index()] += 1;
+            text_bytes += task.text_bytes();
+        }
+        let stats = store.stats();
+        assert_eq!(stats.by_status, by_status);
+        assert_eq!((stats.stored, stats.text_bytes), (store.tasks.len(), text_bytes));
+        let cursor = store.cursor.load(Ordering::Acquire);
+        let kept = store.kept.lock().unwrap().clone();
+        assert!(kept.iter().all(|&id| id < cursor), "kept ids are below the cursor");
+        for id in 1..cursor {
+            assert_eq!(
+                store.tasks.contains_key(&id),
+                kept.contains(&id),
+                "id {id} below the cursor"
+            );
+        }
+        let last = store.last_id.load(Ordering::Acquire);
+        assert!(
+            (cursor..=last).all(|id| store.tasks.contains_key(&id)),
+            "nothing vanishes above the cursor"
+        );
+        let mut queued = Vec::new();
+        while let Some(id) = store.finished_kept.pop() {
+            queued.push(id);
+        }
+        let finished_kept: HashSet<TaskId> = kept
+            .iter()
+            .copied()
+            .filter(|id| store.tasks.get(id).is_some_and(|task| task.status().is_finished()))
+            .collect();
+        assert_eq!(queued.iter().copied().collect::<HashSet<_>>(), finished_kept);
+        assert_eq!(queued.len(), finished_kept.len(), "an id is queued once");
+        queued.into_iter().for_each(|id| store.finished_kept.push(id));
+    }
+
+    /// Inserts until the store is within its bound, or holds no finished
+    /// task but the newest (unfinished tasks may take it past the bound).
+    fn assert_comes_back_within_bound(store: &TaskStore) {
+        let finished = |store: &TaskStore| {
+            let [_, _, done, failed] = store.stats().by_status;
+            done + failed
+        };
+        for _ in 0..=store.len() {
+            if !store.over_bound() || finished(store) <= 1 {
+                return;
+            }
+            let id = store.insert(Task::new("t", "", Duration::ZERO));
+            store.fail(id, FailureReason::PoolFull).unwrap();
+        }
+        panic!("still over the bound with {} finished tasks stored", finished(store));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn invariants_hold_under_concurrent_insert_advance_and_evict(
+            max_tasks in 1..8usize,
+            max_text_bytes in prop_oneof![Just(0usize), 40..200usize],
+            plans in vec(vec(op(), 1..150), 3),
+        ) {
+            let store = Arc::new(TaskStore::bounded(Bounds { max_tasks, max_text_bytes }));
+            let threads: Vec<_> = plans
+                .into_iter()
+                .map(|plan| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        let mut mine = Mine::new();
+                        for op in plan {
+                            apply(&store, &mut mine, op);
+                            assert_unfinished_found(&store, &mine);
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let mine: Vec<Mine> = threads.into_iter().map(|thread| thread.join().unwrap()).collect();
+            assert_invariants(&store);
+            for (id, status) in mine.into_iter().flatten() {
+                match store.with_task(id, Task::status) {
+                    Ok(found) => prop_assert_eq!(found, status),
+                    Err(absent) => {
+                        prop_assert!(status.is_finished(), "unfinished task {} evicted", id);
+                        prop_assert_eq!(absent, Absent::Evicted);
+                    }
+                }
+            }
+            assert_comes_back_within_bound(&store);
+            assert_invariants(&store);
+        }
+    }
+}
