@@ -38,7 +38,7 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every variable the server reads; cleared from the inherited environment so
 /// only what a test passes is seen.
-const SERVER_VARS: [&str; 12] = [
+const SERVER_VARS: [&str; 14] = [
     "THREADS",
     "HTTP_HOST",
     "HTTP_PORT",
@@ -50,6 +50,8 @@ const SERVER_VARS: [&str; 12] = [
     "MAX_BODY_BYTES",
     "MAX_CONNECTIONS",
     "IDLE_TIMEOUT",
+    "MAX_TASKS",
+    "MAX_TEXT_BYTES",
     "RUST_LOG",
 ];
 
@@ -476,6 +478,19 @@ impl Conn {
     /// `Content-Length` says.
     pub fn read_head_response(&mut self) -> Response {
         self.read_one(false)
+    }
+
+    /// Reads one response, or `None` if the connection closes, fails or
+    /// times out first (for clients racing a server that exits).
+    pub fn try_read_response(&mut self) -> Option<Response> {
+        loop {
+            if let Some(response) = Response::parse(&mut self.buf, true) {
+                return Some(response);
+            }
+            if !matches!(self.fill(), Ok(n) if n > 0) {
+                return None;
+            }
+        }
     }
 
     /// Reads `count` responses, in the order they arrive.
