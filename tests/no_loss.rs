@@ -60,6 +60,7 @@ struct Answers {
     /// Ids answered 201.
     created: Vec<i64>,
     closed: usize,
+    full: usize,
     /// Any other answer (none is expected).
     unexpected: Vec<String>,
 }
@@ -108,6 +109,8 @@ fn tally(answers: &mut Answers, counts: &Counts, response: &common::Response) {
             answers.closed += 1;
             counts.closed.fetch_add(1, Ordering::Relaxed);
         }
+        // The queue (POOL_SIZE) filled before the signal: not acknowledged.
+        503 if body["error"] == "task pool is full" => answers.full += 1,
         _ => answers.unexpected.push(format!("{response:?}")),
     }
 }
@@ -132,6 +135,7 @@ fn flood_across_sigterm(server: &Server) -> Answers {
         let answers = client.join().expect("client thread");
         all.created.extend(answers.created);
         all.closed += answers.closed;
+        all.full += answers.full;
         all.unexpected.extend(answers.unexpected);
     }
     assert!(
@@ -193,9 +197,10 @@ fn a_flood_across_sigterm_runs_every_acknowledged_task_and_exits_0() {
     let status = server.wait_exit(EXIT_TIMEOUT);
     let lost = forgotten(&server, &answers, None);
     eprintln!(
-        "{} answered 201, {} answered 503, exit {status}, {:?} in all",
+        "{} answered 201, {} answered 503 closed, {} answered 503 full, exit {status}, {:?} in all",
         answers.created.len(),
         answers.closed,
+        answers.full,
         started.elapsed()
     );
     let tail = server.log_lines().into_iter().rev().take(5).collect::<Vec<_>>();
