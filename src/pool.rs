@@ -35,8 +35,9 @@ pub struct TaskQueue {
     /// One permit per queued id, plus one per worker once closed.
     ready: Semphore,
     closed: AtomicBool,
-    /// Submissions between their closed-check and their push; `close` waits
-    /// for these so no id can land after the workers have been told to stop.
+    /// Admissions not yet pushed or dropped (see [`TaskQueue::admit`]);
+    /// `close` waits for these, so no id lands after the workers have been
+    /// told to stop, and no admitted id is refused as closed.
     submitting: AtomicUsize,
 }
 
@@ -53,17 +54,18 @@ impl TaskQueue {
 
     /// Queues `id` for a worker, or says why it cannot.
     pub fn submit(&self, id: TaskId) -> Result<(), SubmitError> {
+        self.admit().ok_or(SubmitError::Closed)?.push(id)
+    }
+
+    /// Admits one submission, or `None` once the queue is closed. Until the
+    /// admission is pushed or dropped, closing waits for it: so a caller can
+    /// check first, then do the work that produces the id (store the task),
+    /// and know the id will not be refused as closed. Keep that work short
+    /// and bounded: the close spins meanwhile.
+    pub fn admit(&self) -> Option<Admission<'_>> {
         self.submitting.fetch_add(1, Ordering::SeqCst);
-        let result = if self.closed.load(Ordering::SeqCst) {
-            Err(SubmitError::Closed)
-        } else {
-            self.ids.push(id).map_err(|_| SubmitError::Full)
-        };
-        if result.is_ok() {
-            self.ready.post();
-        }
-        self.submitting.fetch_sub(1, Ordering::SeqCst);
-        result
+        let admission = Admission { queue: self };
+        (!self.closed.load(Ordering::SeqCst)).then_some(admission)
     }
 
     /// Refuses further submissions and wakes `waiters` consumers so each can
@@ -115,6 +117,26 @@ impl TaskQueue {
     /// Whether [`WorkerPool::close`] has been called.
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::SeqCst)
+    }
+}
+
+/// A submission admitted before the queue closed: see [`TaskQueue::admit`].
+pub struct Admission<'a> {
+    queue: &'a TaskQueue,
+}
+
+impl Admission<'_> {
+    /// Queues `id`; the only refusal left is [`SubmitError::Full`].
+    pub fn push(self, id: TaskId) -> Result<(), SubmitError> {
+        self.queue.ids.push(id).map_err(|_| SubmitError::Full)?;
+        self.queue.ready.post();
+        Ok(())
+    }
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.queue.submitting.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -256,6 +278,26 @@ mod tests {
         assert!(!queue.close(0));
         assert_eq!(queue.submit(4), Err(SubmitError::Closed));
         assert!(queue.is_closed());
+    }
+
+    #[test]
+    fn an_admission_taken_before_the_close_is_not_refused_as_closed() {
+        let queue = Arc::new(TaskQueue::new(1));
+        let admission = queue.admit().expect("open");
+        let closer = queue.clone();
+        let closing = std::thread::spawn(move || closer.close(0));
+        while !queue.is_closed() {
+            std::thread::yield_now();
+        }
+        assert!(queue.admit().is_none(), "closed to new admissions");
+        assert!(!closing.is_finished(), "the close waits for the admission");
+        assert_eq!(admission.push(7), Ok(()));
+        assert!(closing.join().unwrap());
+        assert_eq!(queue.submit(8), Err(SubmitError::Closed));
+        assert_eq!((queue.len(), queue.ids.pop()), (1, Some(7)));
+        let full = TaskQueue::new(1);
+        full.submit(1).unwrap();
+        assert_eq!(full.admit().expect("open").push(2), Err(SubmitError::Full));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::config::WorkRange;
 use crate::domain::{FailureReason, Task, TaskId, TaskStatus};
 use crate::metrics::{Counter, Exposition, Histogram, Kind};
-use crate::pool::{SubmitError, TaskQueue};
+use crate::pool::TaskQueue;
 use crate::store::{Absent, PageQuery, TaskStore};
 
 /// What a `POST /tasks` body must be, in the words of its error messages.
@@ -70,7 +70,8 @@ impl ServiceError {
 pub enum Created {
     /// Stored and queued: it will run. The task as it was stored.
     Queued(TaskId, Task),
-    /// Stored but refused by the queue: it is `failed` and will not run.
+    /// Refused by the queue: it is `failed` with the reason and will not
+    /// run. Refused as full it is stored; refused as closed it is not.
     Rejected(TaskId, Task),
 }
 
@@ -116,7 +117,11 @@ impl TaskService {
     }
 
     /// Validates `input`, stores the task as `pending` and queues it. A task
-    /// the queue refuses is kept as `failed` with the reason.
+    /// the queue refuses as full is kept as `failed` with the reason. One
+    /// refused because the pool is closed (shutdown) takes an id but is not
+    /// stored: its answer is all there is of it, and a lookup of its id
+    /// finds nothing. Storing it would let a flood during shutdown fill the
+    /// store with tasks nobody can ask about, and make inserts evict them.
     pub fn create(&self, input: NewTask<'_>) -> Result<Created, ServiceError> {
         let title = input.title.as_deref().map(str::trim).unwrap_or_default();
         if title.is_empty() {
@@ -124,20 +129,27 @@ impl TaskService {
         }
         let description = input.description.as_deref().map(str::trim).unwrap_or_default();
         let task = Task::new(title, description, self.work.draw());
-        let id = self.store.insert(task.clone());
         self.counts.created.increment();
-        let reason = match self.queue.submit(id) {
-            Ok(()) => return Ok(Created::Queued(id, task)),
-            Err(SubmitError::Full) => FailureReason::PoolFull,
-            Err(SubmitError::Closed) => FailureReason::PoolClosed,
+        // Admitted before the task is stored, so a stored task is never
+        // refused as closed: the close waits for the insert.
+        let Some(admission) = self.queue.admit() else {
+            return Ok(self.refused(self.store.skip_id(), task, FailureReason::PoolClosed));
         };
-        self.counts.rejected[reason as usize].increment();
-        let mut failed = task;
-        failed.fail(reason).expect("a new task is pending");
+        let id = self.store.insert(task.clone());
+        if admission.push(id).is_ok() {
+            return Ok(Created::Queued(id, task));
+        }
         self.store
-            .fail(id, reason)
+            .fail(id, FailureReason::PoolFull)
             .expect("a task the queue refused was never started");
-        Ok(Created::Rejected(id, failed))
+        Ok(self.refused(id, task, FailureReason::PoolFull))
+    }
+
+    /// Counts a refusal and gives the answer: the task, failed with `reason`.
+    fn refused(&self, id: TaskId, mut task: Task, reason: FailureReason) -> Created {
+        self.counts.rejected[reason as usize].increment();
+        task.fail(reason).expect("a new task is pending");
+        Created::Rejected(id, task)
     }
 
     /// Whether new tasks are being accepted: false once shutdown has closed the pool.
@@ -176,9 +188,12 @@ impl TaskService {
         let elapsed = started.elapsed();
         self.counts.run_time.observe(elapsed);
         let actual = Duration::from_millis(elapsed.as_millis() as u64);
-        match self.store.advance(id, TaskStatus::Done) {
-            Ok(_) => info!("worker {worker}: task {id} done in {actual:?}, planned {planned:?}"),
-            Err(refused) => warn!("worker {worker}: task {id} could not be marked done: {refused:?}"),
+        // Logged before the store says done: a shutdown report (which reads
+        // the store) taken in between names the task as running, so no
+        // task is reported finished without its line in the log.
+        info!("worker {worker}: task {id} done in {actual:?}, planned {planned:?}");
+        if let Err(refused) = self.store.advance(id, TaskStatus::Done) {
+            warn!("worker {worker}: task {id} could not be marked done: {refused:?}");
         }
     }
 
@@ -238,7 +253,9 @@ impl TaskService {
     }
 
     /// The accepted tasks that have not finished (for the shutdown report),
-    /// from one pass over the store.
+    /// from one pass over the store. Pending and running tasks are never
+    /// evicted, and a worker logs a task done before the store says so; so
+    /// every task answered 201 is either logged done or named here.
     pub fn unfinished(&self) -> Unfinished {
         let mut unfinished = Unfinished::default();
         for (id, status) in self.store.ids_with_status(&[TaskStatus::Pending, TaskStatus::Running]) {
@@ -355,14 +372,22 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_queue_fails_the_task() {
+    fn a_task_refused_as_closed_takes_an_id_but_is_not_stored() {
         let service = service(1);
+        service.create(input("early", None)).unwrap();
         let pool = crate::pool::WorkerPool::start(1, service.queue.clone(), Arc::new(|_, _| {})).unwrap();
         pool.close();
-        let Ok(Created::Rejected(_, task)) = service.create(input("late", None)) else {
+        let Ok(Created::Rejected(id, task)) = service.create(input("late", None)) else {
             panic!("expected the task to be rejected");
         };
+        assert_eq!((id, task.status()), (2, TaskStatus::Failed));
         assert_eq!(task.error(), Some(FailureReason::PoolClosed));
+        assert_eq!(status(&service, 2), Err(ServiceError::TaskNotFound));
+        assert_eq!(service.store.len(), 1);
+        let Ok(Created::Rejected(next, _)) = service.create(input("later", None)) else {
+            panic!("expected the task to be rejected");
+        };
+        assert_eq!(next, 3, "ids stay unique");
     }
 
     #[test]
@@ -393,13 +418,18 @@ mod tests {
         let work = WorkRange { min_ms: 1, max_ms: 1 };
         let store = Arc::new(TaskStore::with_max_tasks(1));
         let service = TaskService::new(store, Arc::new(TaskQueue::new(1)), work);
-        for title in ["queued", "refused", "refused too"] {
+        for title in ["queued", "refused", "refused too", "refused last"] {
             service.create(input(title, None)).unwrap();
         }
         assert_eq!(status(&service, 1), Ok(TaskStatus::Pending));
         assert_eq!(status(&service, 2), Err(ServiceError::TaskExpired));
         assert_eq!(status(&service, 3), Err(ServiceError::TaskExpired));
-        assert_eq!(status(&service, 4), Err(ServiceError::TaskNotFound));
+        assert_eq!(
+            status(&service, 4),
+            Ok(TaskStatus::Failed),
+            "finishing evicts nothing: the next insert does"
+        );
+        assert_eq!(status(&service, 5), Err(ServiceError::TaskNotFound));
     }
 
     #[test]

@@ -8,15 +8,31 @@
 //!
 //! Eviction removes finished tasks (done or failed) oldest first. A cursor
 //! walks the ids upwards; a task it passes while still pending or running is
-//! remembered and removed once it has finished. So every id below the cursor
-//! is either evicted or remembered, which is what lets a lookup tell an
+//! remembered (kept) and removed once it has finished. So every id below the
+//! cursor is either evicted or kept, which is what lets a lookup tell an
 //! evicted task from one that never existed, and lets a page in id order
 //! skip the evicted range without visiting it.
+//!
+//! Eviction never makes anyone wait and never does unbounded work, because
+//! its callers are coroutines and a coroutine that blocks or spins holds its
+//! whole scheduler thread:
+//!
+//! - only an insert evicts, and it looks at no more than [`EVICTION_STEPS`]
+//!   ids; the store may be over its bound for a while, by what the inserts
+//!   racing it add, and comes back within it as inserts go on;
+//! - the eviction lock is only ever `try_lock`ed by eviction: an insert
+//!   that finds it taken skips its share;
+//! - finishing a task evicts nothing. If the cursor has passed the task,
+//!   the finisher pushes its id on a lock-free queue, and the next eviction
+//!   removes it from there, without looking for it among the kept tasks.
 
-use std::collections::VecDeque;
+use std::collections::BTreeSet;
+use std::ops::Bound::{Excluded, Unbounded};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
+use crossbeam_queue::SegQueue;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use rustc_hash::FxBuildHasher;
@@ -41,7 +57,8 @@ impl From<NotAllowed> for TransitionError {
 /// Why a lookup found no task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Absent {
-    /// No task has had this id (yet).
+    /// No task is stored under this id, and none was evicted from it: the
+    /// id was not given yet, or was given to a task that was never stored.
     NotFound,
     /// The task finished and was evicted to stay within the bound.
     Evicted,
@@ -87,11 +104,18 @@ pub struct StoreStats {
     pub evicted: u64,
 }
 
-/// How many remembered unfinished tasks one eviction looks through for one
-/// that has since finished, oldest first. Tasks run roughly in id order, so
-/// the oldest finish first; the bound keeps an eviction cheap when a huge
-/// queue leaves many remembered tasks waiting.
-const KEPT_SCAN: usize = 64;
+/// The most ids one insert's eviction looks at (each one evicted or passed
+/// by the cursor), so an insert's cost is bounded (a few microseconds)
+/// however large the store. Well above one, so that a store pushed over
+/// its bound (by unfinished tasks that have since finished, or by inserts
+/// that found eviction busy and left it to the holder) comes back within
+/// it as inserts go on: with several threads inserting, one evicting must
+/// catch up with what the others added meanwhile.
+const EVICTION_STEPS: usize = 32;
+
+/// How many kept ids a page copies at a time under the eviction lock, so
+/// that it holds the lock briefly.
+const KEPT_CHUNK: usize = 1024;
 
 /// Shards of the map. A shard's table doubles as it fills, moving every
 /// task in it at once; dashmap's default (four per CPU, so four under
@@ -113,27 +137,19 @@ pub struct TaskStore {
     by_status: [AtomicUsize; 4],
     evicted: AtomicU64,
     bounds: Bounds,
-    eviction: Mutex<Eviction>,
-    /// The eviction cursor as of the last eviction: a missing id below it
+    /// The next id eviction looks at: every id below it is evicted or kept.
+    /// Only the holder of `kept` moves it, and only while holding the shard
+    /// lock of the id it passes; so whoever holds a task's shard lock knows
+    /// which side of the cursor the task is on, and a missing id below it
     /// was evicted.
-    evicted_below: AtomicI64,
-}
-
-/// Where eviction has got to.
-#[derive(Debug)]
-struct Eviction {
-    /// The next id to look at; every id below it has been looked at.
-    cursor: TaskId,
-    /// Ids below the cursor that were pending or running when passed, in
-    /// id order; removed from here once evicted.
-    kept: VecDeque<TaskId>,
-}
-
-/// What became of an id eviction looked at.
-enum Evicting {
-    Removed,
-    Unfinished,
-    NotYetStored,
+    cursor: AtomicI64,
+    /// The ids below the cursor whose tasks are still stored (they were
+    /// pending or running when passed), in id order. Eviction only
+    /// `try_lock`s it; pages wait for it by yielding.
+    kept: Mutex<BTreeSet<TaskId>>,
+    /// Kept ids whose tasks have finished, pushed by whoever finished them,
+    /// so eviction finds them without looking.
+    finished_kept: SegQueue<TaskId>,
 }
 
 impl Default for TaskStore {
@@ -168,24 +184,34 @@ impl TaskStore {
             by_status: Default::default(),
             evicted: AtomicU64::new(0),
             bounds,
-            eviction: Mutex::new(Eviction {
-                cursor: 1,
-                kept: VecDeque::new(),
-            }),
-            evicted_below: AtomicI64::new(1),
+            cursor: AtomicI64::new(1),
+            kept: Mutex::new(BTreeSet::new()),
+            finished_kept: SegQueue::new(),
         }
     }
 
     /// Stores `task` under the next id and returns the id; over the bound,
-    /// evicts the oldest finished tasks first.
+    /// first evicts a bounded number of the oldest finished tasks.
     pub fn insert(&self, task: Task) -> TaskId {
+        // Counted before the task can be seen, so an eviction of it never
+        // takes a count below zero.
         self.by_status[task.status().index()].fetch_add(1, Ordering::Relaxed);
         self.text_bytes.fetch_add(task.text_bytes(), Ordering::AcqRel);
-        let id = self.last_id.fetch_add(1, Ordering::AcqRel) + 1;
-        self.tasks.insert(id, task);
         self.stored.fetch_add(1, Ordering::AcqRel);
-        self.evict_if_over_bound();
+        let id = self.skip_id();
+        self.tasks.insert(id, task);
+        self.evict_some();
         id
+    }
+
+    /// Takes the next id without storing anything under it, for a task
+    /// refused before it was stored: the id names the task in its answer,
+    /// and a lookup of it answers [`Absent::NotFound`]. Eviction cannot tell
+    /// such an id from an insert still under way, so its cursor stops there
+    /// for good; take one only once (almost) nothing more will be stored,
+    /// as once the pool has closed.
+    pub fn skip_id(&self) -> TaskId {
+        self.last_id.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Runs `read` on the task with this id while holding only its shard's
@@ -193,40 +219,43 @@ impl TaskStore {
     pub fn with_task<R>(&self, id: TaskId, read: impl FnOnce(&Task) -> R) -> Result<R, Absent> {
         match self.tasks.get(&id) {
             Some(task) => Ok(read(&task)),
-            None if id < self.evicted_below.load(Ordering::Acquire) => Err(Absent::Evicted),
+            None if id < self.cursor.load(Ordering::Acquire) => Err(Absent::Evicted),
             None => Err(Absent::NotFound),
         }
     }
 
     /// Moves a task to `running` or `done` if the lifecycle allows it, and
-    /// returns its work duration.
+    /// returns its work duration. Evicts nothing: a worker finishing a task
+    /// does O(1) work here, whatever the store holds.
     pub fn advance(&self, id: TaskId, next: TaskStatus) -> Result<std::time::Duration, TransitionError> {
         let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
         let before = task.status();
         task.advance(next)?;
         let work = task.work();
-        drop(task);
-        self.count_move(before, next);
-        if next.is_finished() {
-            self.evict_if_over_bound();
-        }
+        self.moved(id, before, next);
         Ok(work)
     }
 
-    /// Marks a pending task `failed` with `reason`.
+    /// Marks a pending task `failed` with `reason`. Evicts nothing.
     pub fn fail(&self, id: TaskId, reason: FailureReason) -> Result<(), TransitionError> {
         let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
         let before = task.status();
         task.fail(reason)?;
-        drop(task);
-        self.count_move(before, TaskStatus::Failed);
-        self.evict_if_over_bound();
+        self.moved(id, before, TaskStatus::Failed);
         Ok(())
     }
 
-    fn count_move(&self, from: TaskStatus, to: TaskStatus) {
+    /// Counts a move of task `id`, and if it finished after the cursor
+    /// passed it, tells eviction it can go. Called while the task's shard is
+    /// write-locked: an eviction of the task (which takes that lock) sees
+    /// the counts moved, and the cursor cannot pass the task meanwhile, so
+    /// exactly one of this and the cursor's pass sees the task finished.
+    fn moved(&self, id: TaskId, from: TaskStatus, to: TaskStatus) {
         self.by_status[from.index()].fetch_sub(1, Ordering::Relaxed);
         self.by_status[to.index()].fetch_add(1, Ordering::Relaxed);
+        if to.is_finished() && id < self.cursor.load(Ordering::Acquire) {
+            self.finished_kept.push(id);
+        }
     }
 
     /// Calls `each` for the tasks of one page, in id order, and returns the
@@ -237,45 +266,57 @@ impl TaskStore {
         self.page_within(query, PAGE_SCAN_BUDGET, each)
     }
 
-    fn page_within(
-        &self,
-        query: &PageQuery,
-        budget: usize,
-        mut each: impl FnMut(TaskId, &Task) -> bool,
-    ) -> Option<TaskId> {
-        let (kept, cursor) = self.kept_after(query.after, budget);
-        let first_unpassed = query.after.saturating_add(1).max(cursor);
-        let last = self.last_id.load(Ordering::Acquire);
-        let mut taken = 0;
-        let mut room = true;
-        let mut resume_after = query.after;
-        for (examined, id) in kept.into_iter().chain(first_unpassed..=last).enumerate() {
-            if examined == budget {
-                return Some(resume_after);
-            }
-            let page_full = taken == query.limit || !room;
-            let task = self.tasks.get(&id);
-            if let Some(task) = task.filter(|task| query.status.is_none_or(|status| task.status() == status)) {
-                if page_full {
-                    return Some(resume_after);
+    /// A page looks at the kept ids above `after` (taken in chunks), then
+    /// at every id from the cursor on: together, every id that may still
+    /// be stored.
+    fn page_within(&self, query: &PageQuery, budget: usize, each: impl FnMut(TaskId, &Task) -> bool) -> Option<TaskId> {
+        let mut walk = PageWalk::new(query, budget, each);
+        let mut after = query.after;
+        let cursor = loop {
+            let (chunk, cursor) = self.kept_after(after);
+            for &id in &chunk {
+                if let ControlFlow::Break(next) = walk.visit(self, id) {
+                    return next;
                 }
-                room = each(id, &task);
-                taken += 1;
             }
-            if !page_full {
-                resume_after = id;
+            match chunk.last() {
+                Some(&last) if chunk.len() == KEPT_CHUNK => after = last,
+                _ => break cursor,
+            }
+        };
+        let first_unpassed = query.after.saturating_add(1).max(cursor);
+        for id in first_unpassed..=self.last_id.load(Ordering::Acquire) {
+            if let ControlFlow::Break(next) = walk.visit(self, id) {
+                return next;
             }
         }
         None
     }
 
-    /// The remembered ids above `after` (at most `budget`) and the cursor:
-    /// together, every id that may still be stored.
-    fn kept_after(&self, after: TaskId, budget: usize) -> (Vec<TaskId>, TaskId) {
-        let eviction = self.lock_eviction();
-        let first = eviction.kept.partition_point(|&id| id <= after);
-        let kept = eviction.kept.range(first..).take(budget).copied().collect();
-        (kept, eviction.cursor)
+    /// Up to [`KEPT_CHUNK`] kept ids above `after`, and the cursor as of
+    /// the same moment.
+    fn kept_after(&self, after: TaskId) -> (Vec<TaskId>, TaskId) {
+        let kept = self.lock_kept();
+        let chunk = kept
+            .range((Excluded(after), Unbounded))
+            .take(KEPT_CHUNK)
+            .copied()
+            .collect();
+        (chunk, self.cursor.load(Ordering::Acquire))
+    }
+
+    /// Takes the eviction lock for a reader. An eviction holds it for a
+    /// few steps at most; meanwhile the caller yields its scheduler thread
+    /// to other coroutines (or, outside a coroutine, the CPU) instead of
+    /// blocking it.
+    fn lock_kept(&self) -> MutexGuard<'_, BTreeSet<TaskId>> {
+        loop {
+            match self.kept.try_lock() {
+                Ok(kept) => return kept,
+                Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+                Err(TryLockError::WouldBlock) => may::coroutine::yield_now(),
+            }
+        }
     }
 
     /// Ids of the tasks currently in one of `statuses`, ascending, each with
@@ -311,14 +352,6 @@ impl TaskStore {
         }
     }
 
-    /// Evicts if the store is over its bound: called when a task is added
-    /// and when one finishes (and so becomes evictable).
-    fn evict_if_over_bound(&self) {
-        if self.over_bound() {
-            self.evict_over_bound();
-        }
-    }
-
     fn over_bound(&self) -> bool {
         let Bounds {
             max_tasks,
@@ -328,89 +361,116 @@ impl TaskStore {
             || (max_text_bytes != 0 && self.text_bytes.load(Ordering::Acquire) > max_text_bytes)
     }
 
-    /// Evicts until the store is within its bound or nothing more can go.
-    /// One thread evicts at a time; a thread that finds eviction under way
-    /// leaves its task to that thread, which checks the count again after
-    /// letting go of the lock.
-    fn evict_over_bound(&self) {
-        loop {
-            let mut eviction = match self.eviction.try_lock() {
-                Ok(eviction) => eviction,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
-            };
-            let mut progressed = false;
-            while self.over_bound() && self.evict_oldest_finished(&mut eviction) {
-                progressed = true;
-            }
-            self.evicted_below.store(eviction.cursor, Ordering::Release);
-            drop(eviction);
-            if !progressed || !self.over_bound() {
+    /// Over the bound, evicts or passes at most [`EVICTION_STEPS`] ids. If
+    /// another thread is evicting, leaves it to that one and to the inserts
+    /// that follow: nobody waits for the eviction lock.
+    fn evict_some(&self) {
+        if !self.over_bound() {
+            return;
+        }
+        let mut kept = match self.kept.try_lock() {
+            Ok(kept) => kept,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        for _ in 0..EVICTION_STEPS {
+            if !self.over_bound() || !self.evict_step(&mut kept) {
                 return;
             }
         }
     }
 
-    /// Removes the oldest finished task; false if none can go now.
-    fn evict_oldest_finished(&self, eviction: &mut Eviction) -> bool {
-        if self.evict_kept(eviction) {
-            return true;
-        }
-        let last = self.last_id.load(Ordering::Acquire);
-        while eviction.cursor <= last {
-            match self.remove_if_finished(eviction.cursor) {
-                Evicting::Removed => {
-                    eviction.cursor += 1;
-                    return true;
+    /// Evicts the oldest kept task known to have finished, or else moves
+    /// the cursor past one id; false if neither can be done now.
+    fn evict_step(&self, kept: &mut BTreeSet<TaskId>) -> bool {
+        match self.finished_kept.pop() {
+            Some(id) => {
+                kept.remove(&id);
+                if let Some((_, task)) = self.tasks.remove_if(&id, |_, task| task.status().is_finished()) {
+                    self.count_eviction(&task);
                 }
-                Evicting::Unfinished => {
-                    eviction.kept.push_back(eviction.cursor);
-                    eviction.cursor += 1;
-                }
-                // Its insert is under way on another thread: wait for it.
-                Evicting::NotYetStored => return false,
+                true
             }
-        }
-        false
-    }
-
-    /// Removes the oldest remembered task that has finished since the
-    /// cursor passed it, looking at no more than [`KEPT_SCAN`] of them.
-    fn evict_kept(&self, eviction: &mut Eviction) -> bool {
-        let mut index = 0;
-        while index < eviction.kept.len().min(KEPT_SCAN) {
-            match self.remove_if_finished(eviction.kept[index]) {
-                Evicting::Removed => {
-                    eviction.kept.remove(index);
-                    return true;
-                }
-                Evicting::Unfinished => index += 1,
-                // Cannot happen: only eviction removes a kept task.
-                Evicting::NotYetStored => {
-                    eviction.kept.remove(index);
-                }
-            }
-        }
-        false
-    }
-
-    fn remove_if_finished(&self, id: TaskId) -> Evicting {
-        match self.tasks.entry(id) {
-            Entry::Occupied(task) if task.get().status().is_finished() => {
-                let (_, task) = task.remove_entry();
-                self.by_status[task.status().index()].fetch_sub(1, Ordering::Relaxed);
-                self.stored.fetch_sub(1, Ordering::AcqRel);
-                self.text_bytes.fetch_sub(task.text_bytes(), Ordering::AcqRel);
-                self.evicted.fetch_add(1, Ordering::Relaxed);
-                Evicting::Removed
-            }
-            Entry::Occupied(_) => Evicting::Unfinished,
-            Entry::Vacant(_) => Evicting::NotYetStored,
+            None => self.pass_cursor(kept),
         }
     }
 
-    fn lock_eviction(&self) -> MutexGuard<'_, Eviction> {
-        self.eviction.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Moves the cursor past its id, evicting the task there if it has
+    /// finished and keeping it otherwise; false if no task is stored there
+    /// (its insert is under way, or the id was skipped).
+    fn pass_cursor(&self, kept: &mut BTreeSet<TaskId>) -> bool {
+        let id = self.cursor.load(Ordering::Acquire);
+        let Entry::Occupied(task) = self.tasks.entry(id) else {
+            return false;
+        };
+        // Moved while the shard is locked: see `cursor` and `moved`.
+        self.cursor.store(id + 1, Ordering::Release);
+        if task.get().status().is_finished() {
+            let (_, task) = task.remove_entry();
+            self.count_eviction(&task);
+        } else {
+            kept.insert(id);
+        }
+        true
+    }
+
+    fn count_eviction(&self, task: &Task) {
+        self.by_status[task.status().index()].fetch_sub(1, Ordering::Relaxed);
+        self.stored.fetch_sub(1, Ordering::AcqRel);
+        self.text_bytes.fetch_sub(task.text_bytes(), Ordering::AcqRel);
+        self.evicted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// One page's walk over candidate ids: what it has taken, and where the
+/// next page would resume.
+struct PageWalk<'q, F> {
+    query: &'q PageQuery,
+    budget: usize,
+    each: F,
+    examined: usize,
+    taken: usize,
+    room: bool,
+    resume_after: TaskId,
+}
+
+impl<'q, F: FnMut(TaskId, &Task) -> bool> PageWalk<'q, F> {
+    fn new(query: &'q PageQuery, budget: usize, each: F) -> Self {
+        Self {
+            query,
+            budget,
+            each,
+            examined: 0,
+            taken: 0,
+            room: true,
+            resume_after: query.after,
+        }
+    }
+
+    /// Looks at one id; breaks with the page's answer (where the next page
+    /// resumes, if anywhere) once the page is complete.
+    fn visit(&mut self, store: &TaskStore, id: TaskId) -> ControlFlow<Option<TaskId>> {
+        if self.examined == self.budget {
+            return ControlFlow::Break(Some(self.resume_after));
+        }
+        self.examined += 1;
+        let page_full = self.taken == self.query.limit || !self.room;
+        let wanted = self.query.status;
+        if let Some(task) = store
+            .tasks
+            .get(&id)
+            .filter(|task| wanted.is_none_or(|status| task.status() == status))
+        {
+            if page_full {
+                return ControlFlow::Break(Some(self.resume_after));
+            }
+            self.room = (self.each)(id, &task);
+            self.taken += 1;
+        }
+        if !page_full {
+            self.resume_after = id;
+        }
+        ControlFlow::Continue(())
     }
 }
 
@@ -558,18 +618,64 @@ mod tests {
         }
         assert_eq!(store.len(), 4, "pending tasks are never evicted");
         finish(&store, 1);
-        assert_eq!(store.with_task(1, Task::status), Err(Absent::Evicted));
         finish(&store, 3);
-        assert_eq!(store.with_task(3, Task::status), Err(Absent::Evicted));
-        assert_eq!(store.len(), 2);
+        assert_eq!(store.len(), 4, "finishing evicts nothing: the next insert does");
         add(&store);
+        assert_eq!(store.with_task(1, Task::status), Err(Absent::Evicted));
+        assert_eq!(store.with_task(3, Task::status), Err(Absent::Evicted));
         assert_eq!(store.len(), 3, "2, 4 and 5 are still unfinished");
         assert_eq!(store.with_task(2, Task::status), Ok(TaskStatus::Pending));
         finish(&store, 2);
-        assert_eq!(page(&store, 0, 10, None), (vec![4, 5], None));
+        add(&store);
+        assert_eq!(page(&store, 0, 10, None), (vec![4, 5, 6], None));
         assert_eq!(store.stats().evicted, 3);
         finish(&store, 5);
-        assert_eq!(page(&store, 3, 10, None), (vec![4, 5], None));
+        assert_eq!(page(&store, 3, 10, None), (vec![4, 5, 6], None));
+    }
+
+    #[test]
+    fn one_insert_evicts_a_bounded_number_of_tasks() {
+        let store = TaskStore::with_max_tasks(10);
+        let ids: Vec<TaskId> = (0..1000).map(|_| add(&store)).collect();
+        for &id in &ids {
+            finish(&store, id);
+        }
+        assert_eq!(store.len(), 1000);
+        add(&store);
+        assert_eq!(store.len(), 1001 - EVICTION_STEPS);
+        for _ in 0..200 {
+            let id = add(&store);
+            store.fail(id, FailureReason::PoolFull).unwrap();
+        }
+        assert_eq!(store.len(), 10, "each insert evicts more than it adds");
+    }
+
+    #[test]
+    fn an_insert_does_not_wait_for_an_eviction_under_way() {
+        let store = TaskStore::with_max_tasks(1);
+        let first = add(&store);
+        store.fail(first, FailureReason::PoolFull).unwrap();
+        let eviction = store.kept.lock().unwrap();
+        // With a blocking lock this would deadlock: the lock is held here.
+        add(&store);
+        assert_eq!(store.len(), 2, "the eviction was left to the holder");
+        drop(eviction);
+        add(&store);
+        assert_eq!(store.with_task(first, Task::status), Err(Absent::Evicted));
+    }
+
+    #[test]
+    fn a_skipped_id_is_not_found_and_ids_go_on() {
+        let store = TaskStore::with_max_tasks(1);
+        add(&store);
+        assert_eq!(store.skip_id(), 2);
+        assert_eq!(add(&store), 3);
+        finish(&store, 1);
+        finish(&store, 3);
+        add(&store);
+        assert_eq!(store.with_task(2, Task::status), Err(Absent::NotFound));
+        assert_eq!(store.with_task(1, Task::status), Err(Absent::Evicted));
+        assert_eq!(page(&store, 0, 10, None), (vec![3, 4], None));
     }
 
     #[test]
@@ -643,11 +749,21 @@ mod tests {
         for thread in threads {
             thread.join().unwrap();
         }
-        add(&store);
-        assert_eq!(store.len(), 100);
-        assert_eq!(store.stats().evicted, 20_001 - 100);
+        let last = add(&store);
+        store.fail(last, FailureReason::PoolFull).unwrap();
+        let stored = store.len();
+        assert_eq!(store.stats().evicted, 20_001 - stored as u64);
         let (ids, next) = page(&store, 0, 1000, None);
-        assert_eq!((ids, next), ((19_902..=20_001).collect(), None));
+        assert!(ids.is_sorted() && next.is_none(), "{ids:?}");
+        assert_eq!((ids.len(), ids.last()), (stored, Some(&20_001)));
+        for _ in 0..stored {
+            if store.len() == 100 {
+                break;
+            }
+            let id = add(&store);
+            store.fail(id, FailureReason::PoolFull).unwrap();
+        }
+        assert_eq!(store.len(), 100, "back within the bound, and exactly at it");
     }
 
     #[test]
@@ -693,5 +809,205 @@ mod tests {
         let unfinished = store.ids_with_status(&[TaskStatus::Pending, TaskStatus::Running]);
         use TaskStatus::{Pending, Running};
         assert_eq!(unfinished, vec![(1, Pending), (2, Running), (3, Pending), (4, Running)]);
+    }
+}
+
+/// Property tests: random operations on a small bounded store from several
+/// threads at once, then the store's invariants checked at rest.
+#[cfg(test)]
+mod properties {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One thread's next move, on one of the tasks it created (by index
+    /// among those in the right status), so each thread knows exactly what
+    /// status each of its tasks has.
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        /// A task with a title of this many bytes.
+        Insert(usize),
+        Start(usize),
+        Finish(usize),
+        Fail(usize),
+        /// Walk the whole listing, a few tasks a page.
+        List,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1..40usize).prop_map(Op::Insert),
+            2 => any::<usize>().prop_map(Op::Start),
+            2 => any::<usize>().prop_map(Op::Finish),
+            2 => any::<usize>().prop_map(Op::Fail),
+            1 => Just(Op::List),
+        ]
+    }
+
+    /// The tasks one thread created, with the status it gave each.
+    type Mine = Vec<(TaskId, TaskStatus)>;
+
+    fn apply(store: &TaskStore, mine: &mut Mine, op: Op) {
+        let nth = |mine: &Mine, status, n: usize| {
+            let with: Vec<usize> = (0..mine.len()).filter(|&i| mine[i].1 == status).collect();
+            (!with.is_empty()).then(|| with[n % with.len()])
+        };
+        let (from, to, n) = match op {
+            Op::Insert(len) => {
+                let id = store.insert(Task::new(&"t".repeat(len), "", Duration::ZERO));
+                mine.push((id, TaskStatus::Pending));
+                return;
+            }
+            Op::List => return assert_listed(store, mine),
+            Op::Start(n) => (TaskStatus::Pending, TaskStatus::Running, n),
+            Op::Finish(n) => (TaskStatus::Running, TaskStatus::Done, n),
+            Op::Fail(n) => (TaskStatus::Pending, TaskStatus::Failed, n),
+        };
+        let Some(index) = nth(mine, from, n) else { return };
+        let id = mine[index].0;
+        match to {
+            TaskStatus::Failed => store.fail(id, FailureReason::PoolFull).unwrap(),
+            _ => drop(store.advance(id, to).unwrap()),
+        }
+        mine[index].1 = to;
+    }
+
+    /// No pending or running task is ever evicted: each thread's own
+    /// unfinished tasks are found, in the status it gave them.
+    fn assert_unfinished_found(store: &TaskStore, mine: &Mine) {
+        for &(id, status) in mine.iter().filter(|(_, status)| !status.is_finished()) {
+            assert_eq!(store.with_task(id, Task::status), Ok(status), "task {id}");
+        }
+    }
+
+    /// A walk through every page lists ids in order, and lists every
+    /// unfinished task of this thread (none can be skipped by the cursor).
+    fn assert_listed(store: &TaskStore, mine: &Mine) {
+        let mut listed = Vec::new();
+        let mut after = 0;
+        loop {
+            let query = PageQuery {
+                after,
+                limit: 3,
+                status: None,
+            };
+            let next = store.page(&query, |id, _| {
+                listed.push(id);
+                true
+            });
+            match next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        assert!(listed.is_sorted_by(|a, b| a < b), "{listed:?}");
+        let listed: HashSet<TaskId> = listed.into_iter().collect();
+        for &(id, _) in mine.iter().filter(|(_, status)| !status.is_finished()) {
+            assert!(listed.contains(&id), "unfinished task {id} not listed");
+        }
+    }
+
+    /// At rest: the counts match the map, every id below the cursor is
+    /// evicted or kept, and every kept task that finished is queued for
+    /// eviction (none is forgotten).
+    fn assert_invariants(store: &TaskStore) {
+        let mut by_status = [0; 4];
+        let mut text_bytes = 0;
+        for task in store.tasks.iter() {
+            by_status[task.status().index()] += 1;
+            text_bytes += task.text_bytes();
+        }
+        let stats = store.stats();
+        assert_eq!(stats.by_status, by_status);
+        assert_eq!((stats.stored, stats.text_bytes), (store.tasks.len(), text_bytes));
+        let cursor = store.cursor.load(Ordering::Acquire);
+        let kept = store.kept.lock().unwrap().clone();
+        assert!(kept.iter().all(|&id| id < cursor), "kept ids are below the cursor");
+        for id in 1..cursor {
+            assert_eq!(
+                store.tasks.contains_key(&id),
+                kept.contains(&id),
+                "id {id} below the cursor"
+            );
+        }
+        let last = store.last_id.load(Ordering::Acquire);
+        assert!(
+            (cursor..=last).all(|id| store.tasks.contains_key(&id)),
+            "nothing vanishes above the cursor"
+        );
+        let mut queued = Vec::new();
+        while let Some(id) = store.finished_kept.pop() {
+            queued.push(id);
+        }
+        let finished_kept: HashSet<TaskId> = kept
+            .iter()
+            .copied()
+            .filter(|id| store.tasks.get(id).is_some_and(|task| task.status().is_finished()))
+            .collect();
+        assert_eq!(queued.iter().copied().collect::<HashSet<_>>(), finished_kept);
+        assert_eq!(queued.len(), finished_kept.len(), "an id is queued once");
+        queued.into_iter().for_each(|id| store.finished_kept.push(id));
+    }
+
+    /// Inserts until the store is within its bound, or holds no finished
+    /// task but the newest (unfinished tasks may take it past the bound).
+    fn assert_comes_back_within_bound(store: &TaskStore) {
+        let finished = |store: &TaskStore| {
+            let [_, _, done, failed] = store.stats().by_status;
+            done + failed
+        };
+        for _ in 0..=store.len() {
+            if !store.over_bound() || finished(store) <= 1 {
+                return;
+            }
+            let id = store.insert(Task::new("t", "", Duration::ZERO));
+            store.fail(id, FailureReason::PoolFull).unwrap();
+        }
+        panic!("still over the bound with {} finished tasks stored", finished(store));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn invariants_hold_under_concurrent_insert_advance_and_evict(
+            max_tasks in 1..8usize,
+            max_text_bytes in prop_oneof![Just(0usize), 40..200usize],
+            plans in vec(vec(op(), 1..150), 3),
+        ) {
+            let store = Arc::new(TaskStore::bounded(Bounds { max_tasks, max_text_bytes }));
+            let threads: Vec<_> = plans
+                .into_iter()
+                .map(|plan| {
+                    let store = store.clone();
+                    std::thread::spawn(move || {
+                        let mut mine = Mine::new();
+                        for op in plan {
+                            apply(&store, &mut mine, op);
+                            assert_unfinished_found(&store, &mine);
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            let mine: Vec<Mine> = threads.into_iter().map(|thread| thread.join().unwrap()).collect();
+            assert_invariants(&store);
+            for (id, status) in mine.into_iter().flatten() {
+                match store.with_task(id, Task::status) {
+                    Ok(found) => prop_assert_eq!(found, status),
+                    Err(absent) => {
+                        prop_assert!(status.is_finished(), "unfinished task {} evicted", id);
+                        prop_assert_eq!(absent, Absent::Evicted);
+                    }
+                }
+            }
+            assert_comes_back_within_bound(&store);
+            assert_invariants(&store);
+        }
     }
 }

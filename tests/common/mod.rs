@@ -501,6 +501,19 @@ impl Conn {
         self.read_one(false)
     }
 
+    /// Reads one response, or `None` if the connection closes, fails or
+    /// times out first (for clients racing a server that exits).
+    pub fn try_read_response(&mut self) -> Option<Response> {
+        loop {
+            if let Some(response) = Response::parse(&mut self.buf, true) {
+                return Some(response);
+            }
+            if !matches!(self.fill(), Ok(n) if n > 0) {
+                return None;
+            }
+        }
+    }
+
     /// Reads `count` responses, in the order they arrive.
     pub fn read_responses(&mut self, count: usize) -> Vec<Response> {
         (0..count).map(|_| self.read_response()).collect()
