@@ -19,8 +19,9 @@ use crate::server::request::Request;
 use crate::server::response::{ConnectionHeader, Response, write_refusal};
 use crate::server::{Handler, Limits, MAX_UNWRITTEN, date};
 
-/// The least room made for each read.
-const READ_CHUNK: usize = 4096;
+/// The least room made for each read: small, because an idle connection
+/// keeps its buffer; it grows with what a request needs.
+const READ_CHUNK: usize = 1024;
 
 /// Buffers grown past this for one large request are let go once it is
 /// answered, so an idle connection holds little.
@@ -287,9 +288,9 @@ impl<T: Transport> Connection<T> {
                 Framing::Length(length) => (length as usize)
                     .saturating_sub(self.input.data().len())
                     .max(READ_CHUNK),
-                Framing::Chunked => READ_CHUNK,
+                Framing::Chunked => READ_CHUNK.max(self.body.len()),
             },
-            _ => READ_CHUNK,
+            _ => READ_CHUNK.max(self.input.data().len()),
         };
         match self
             .stream

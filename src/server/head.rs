@@ -116,12 +116,23 @@ pub struct Head {
     pub is_head: bool,
 }
 
-/// Header slots for one parse.
-pub type HeaderSlots<'b> = [MaybeUninit<Header<'b>>; MAX_HEADER_LINES];
+/// Header lines parsed into slots on the stack; a head with more gets
+/// slots on the heap. Most heads fit (browsers send 12 to 20 lines), and a
+/// connection's stack, resident for as long as it is open, stays small.
+const INLINE_HEADER_LINES: usize = 24;
+
+/// Where one parse puts the headers it finds.
+pub struct HeaderSlots<'b> {
+    inline: [MaybeUninit<Header<'b>>; INLINE_HEADER_LINES],
+    spilled: Vec<MaybeUninit<Header<'b>>>,
+}
 
 /// Empty header slots.
 pub fn header_slots<'b>() -> HeaderSlots<'b> {
-    [const { MaybeUninit::uninit() }; MAX_HEADER_LINES]
+    HeaderSlots {
+        inline: [const { MaybeUninit::uninit() }; INLINE_HEADER_LINES],
+        spilled: Vec::new(),
+    }
 }
 
 /// Parses the head at the start of `buf`, with its length: `Ok(None)`
@@ -129,6 +140,19 @@ pub fn header_slots<'b>() -> HeaderSlots<'b> {
 pub fn parse<'h, 'b>(
     buf: &'b [u8],
     slots: &'h mut HeaderSlots<'b>,
+) -> Result<Option<(httparse::Request<'h, 'b>, usize)>, Refusal> {
+    match parse_into(buf, &mut slots.inline) {
+        Err(Refusal::TooManyHeaders) => {
+            slots.spilled.resize_with(MAX_HEADER_LINES, MaybeUninit::uninit);
+            parse_into(buf, &mut slots.spilled)
+        }
+        parsed => parsed,
+    }
+}
+
+fn parse_into<'h, 'b>(
+    buf: &'b [u8],
+    slots: &'h mut [MaybeUninit<Header<'b>>],
 ) -> Result<Option<(httparse::Request<'h, 'b>, usize)>, Refusal> {
     let mut request = httparse::Request::new(&mut []);
     match request.parse_with_uninit_headers(buf, slots) {
