@@ -137,14 +137,20 @@ impl Acceptor {
 
     /// Out of descriptors: frees the reserve to accept one waiting client
     /// and tell it 503, then takes the reserve back; with no reserve to
-    /// free, rests a while. Never retries at once, so never spins.
+    /// free, rests a while. Never retries at once, so never spins. The
+    /// client is admitted instead when the reserve can be taken back at
+    /// once: descriptors were freed while the loop waited for it.
     fn on_exhaustion(&mut self, err: &io::Error) {
         if !self.exhausted {
             self.exhausted = true;
             warn!("cannot accept connections: {err}; answering 503 until descriptors are freed");
         }
         if self.reserve.take().is_some() {
-            if let Ok((mut stream, _)) = self.listener.accept() {
+            if let Ok((mut stream, peer)) = self.listener.accept() {
+                self.reserve = File::open("/dev/null").ok();
+                if self.reserve.is_some() {
+                    return self.admit(stream, peer);
+                }
                 self.handler.refused(Refusal::OutOfDescriptors.status());
                 let _ = stream.write_all(&refusal_bytes(Refusal::OutOfDescriptors));
                 let _ = stream.shutdown(Shutdown::Both);

@@ -2,8 +2,9 @@
 //! to it over real sockets.
 //!
 //! - [`Server`] starts the binary in an empty temporary directory (so no stray
-//!   `.env` is read), collects its log (stderr) line by line, sends it signals
-//!   and kills it when dropped.
+//!   `.env` is read), optionally under a file descriptor limit, collects its
+//!   log (stderr) line by line, reads its memory, CPU time and descriptors,
+//!   sends it signals and kills it when dropped.
 //! - [`Conn`] is a raw HTTP/1.1 client on one `TcpStream`: it sends arbitrary
 //!   bytes and reads responses one at a time, so tests can pipeline, send
 //!   broken requests and see when the server closes the connection.
@@ -17,7 +18,8 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -25,6 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use socket2::{Domain, Socket, Type};
 use tempfile::TempDir;
 use worker_pool::config::Config;
 
@@ -115,16 +118,26 @@ impl Server {
 
     /// As [`start`](Self::start), in `dir` (which may hold a `.env`).
     pub fn start_in(dir: TempDir, env: &[(&str, &str)]) -> Server {
-        Self::start_with_args(dir, &[], env)
+        Self::start_with(dir, &[], env, None)
     }
 
     /// As [`start_in`](Self::start_in), with command-line `args`.
     pub fn start_with_args(dir: TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::start_with(dir, args, env, None)
+    }
+
+    /// As [`start`](Self::start), with at most `limit` open file descriptors
+    /// (`RLIMIT_NOFILE`), to run the server out of them.
+    pub fn start_with_fd_limit(env: &[(&str, &str)], limit: u64) -> Server {
+        Self::start_with(empty_dir(), &[], env, Some(limit))
+    }
+
+    fn start_with(dir: TempDir, args: &[&str], env: &[(&str, &str)], fd_limit: Option<u64>) -> Server {
         let mut dir = dir;
         // The free port can be taken by someone else between our probe and
         // the server's bind: then try another one.
         for _attempt in 0..3 {
-            let mut server = Self::launch_with_args(dir, free_port(), args, env);
+            let mut server = Self::spawn(dir, free_port(), args, env, fd_limit);
             match server.wait_ready() {
                 Ok(()) => return server,
                 Err(_) if server.log_text().contains("in use") => dir = server.into_dir(),
@@ -151,7 +164,14 @@ impl Server {
 
     /// As [`launch_in`](Self::launch_in), with command-line `args`.
     pub fn launch_with_args(dir: TempDir, port: u16, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Self::spawn(dir, port, args, env, None)
+    }
+
+    fn spawn(dir: TempDir, port: u16, args: &[&str], env: &[(&str, &str)], fd_limit: Option<u64>) -> Server {
         let mut command = Command::new(BINARY);
+        if let Some(limit) = fd_limit {
+            limit_descriptors(&mut command, limit);
+        }
         for name in server_vars() {
             command.env_remove(name);
         }
@@ -216,6 +236,35 @@ impl Server {
     }
 
     // --- process ------------------------------------------------------------
+
+    /// The server's resident memory (`VmRSS` in /proc/PID/status), in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("read /proc/PID/status");
+        let line = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .unwrap_or_else(|| panic!("no VmRSS in {status}"));
+        let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().expect("VmRSS in kB");
+        kib * 1024
+    }
+
+    /// How many file descriptors the server has open (/proc/PID/fd).
+    pub fn open_descriptors(&self) -> usize {
+        let entries = std::fs::read_dir(format!("/proc/{}/fd", self.pid())).expect("read /proc/PID/fd");
+        entries.count()
+    }
+
+    /// The CPU time the server has used (user + system, /proc/PID/stat).
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read /proc/PID/stat");
+        // The fields after the command name, which is in parentheses: state
+        // is field 3, utime field 14 and stime field 15.
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("(comm)") + 2..].split(' ').collect();
+        let ticks: u64 = fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // SAFETY: sysconf only reads a system constant.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        Duration::from_secs_f64(ticks as f64 / per_second as f64)
+    }
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
@@ -356,6 +405,22 @@ impl Server {
     }
 }
 
+/// Makes `command` run with at most `limit` open file descriptors.
+fn limit_descriptors(command: &mut Command, limit: u64) {
+    let rlimit = libc::rlimit {
+        rlim_cur: limit,
+        rlim_max: limit,
+    };
+    // SAFETY: the closure runs in the child between fork and exec, and only
+    // calls setrlimit, which is async-signal-safe, on a value it owns.
+    unsafe {
+        command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) {
+            0 => Ok(()),
+            _ => Err(io::Error::last_os_error()),
+        });
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
@@ -454,7 +519,22 @@ pub struct Conn {
 impl Conn {
     /// Connects to 127.0.0.1:`port` with [`IO_TIMEOUT`] on reads and writes.
     pub fn open(port: u16) -> Conn {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
+        Self::wrap(TcpStream::connect(("127.0.0.1", port)).expect("connect to the server"))
+    }
+
+    /// Connects to 127.0.0.1:`port` from the local address `from` (any
+    /// 127.x.y.z is this host), as another client would.
+    pub fn open_from(port: u16, from: IpAddr) -> Conn {
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+        socket
+            .bind(&SocketAddr::new(from, 0).into())
+            .expect("bind the client address");
+        let server = SocketAddr::from(([127, 0, 0, 1], port));
+        socket.connect(&server.into()).expect("connect to the server");
+        Self::wrap(socket.into())
+    }
+
+    fn wrap(stream: TcpStream) -> Conn {
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_nodelay(true).unwrap();
