@@ -17,11 +17,15 @@ use crate::server::head::{self, Framing, Head, Refusal};
 use crate::server::listener::Admission;
 use crate::server::request::Request;
 use crate::server::response::{ConnectionHeader, Response, write_refusal};
-use crate::server::{Handler, Limits, MAX_UNWRITTEN, date};
+use crate::server::{Handler, Limits, MAX_UNWRITTEN, buffers, date};
 
 /// The least room made for each read: small, because an idle connection
 /// keeps its buffer; it grows with what a request needs.
 const READ_CHUNK: usize = 1024;
+
+/// Room made for the answers to what one read brings, so that a batch of
+/// pipelined answers is not written through a series of reallocations.
+const OUTPUT_CHUNK: usize = 4096;
 
 /// Buffers grown past this for one large request are let go once it is
 /// answered, so an idle connection holds little.
@@ -172,6 +176,7 @@ impl<T: Transport> Connection<T> {
 
     /// Looks for a complete head at the start of the input; answers the
     /// request at once if its body is in too.
+    #[inline(never)] // its header slots need not stay on the stack while the connection waits
     fn start_request(&mut self, limits: &Limits, date: &[u8]) -> Result<Step, Refusal> {
         let input = self.input.data();
         if input.is_empty() {
@@ -245,6 +250,7 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Takes the body of the request set aside, and answers it once whole.
+    #[inline(never)] // as `start_request`
     fn continue_body(&mut self, mut pending: Pending, date: &[u8]) -> Result<Step, Refusal> {
         let (used, body): (usize, &[u8]) = match (&mut pending.chunked, pending.head.framing) {
             (Some(decoder), _) => match decoder.decode(self.input.data(), &mut self.body)? {
@@ -281,7 +287,44 @@ impl<T: Transport> Connection<T> {
     /// Reads more from the client; `Some` when the connection ends instead.
     fn fill(&mut self, limits: &Limits) -> Option<End> {
         self.set_read_timeout(limits);
-        let room = match &self.pending {
+        let read = if self.pending.is_none() && self.input.data().is_empty() {
+            self.read_between_requests()
+        } else {
+            let room = self.room_to_read().min(limits.max_body_bytes + READ_CHUNK);
+            let read = self.stream.read(self.input.spare(room));
+            read.inspect(|&read| self.input.filled(read))
+        };
+        match read {
+            Ok(0) => Some(self.end_of_input()),
+            Ok(_) => None,
+            Err(err) if err.kind() == io::ErrorKind::TimedOut => Some(self.timed_out()),
+            Err(err) => {
+                debug!("connection from {}: read failed: {err}", self.peer);
+                Some(End::Abort)
+            }
+        }
+    }
+
+    /// Waits for the next request holding no buffer: the read and write
+    /// buffers are let go (the allocator hands them to the next connection
+    /// that reads) and the first bytes land on the stack, so a connection
+    /// waiting for its next request costs little more than its stack.
+    fn read_between_requests(&mut self) -> io::Result<usize> {
+        buffers::give_read(std::mem::take(&mut self.input.bytes));
+        buffers::give_write(std::mem::take(&mut self.answers.output));
+        let mut first = [0; READ_CHUNK];
+        let read = self.stream.read(&mut first)?;
+        self.input.bytes = buffers::take_read();
+        self.answers.output = buffers::take_write(OUTPUT_CHUNK);
+        self.input.spare(read)[..read].copy_from_slice(&first[..read]);
+        self.input.filled(read);
+        Ok(read)
+    }
+
+    /// How much to read next: what the body still needs, or enough to
+    /// double what is held.
+    fn room_to_read(&self) -> usize {
+        match &self.pending {
             Some(Pending {
                 head, chunked: None, ..
             }) => match head.framing {
@@ -291,21 +334,6 @@ impl<T: Transport> Connection<T> {
                 Framing::Chunked => READ_CHUNK.max(self.body.len()),
             },
             _ => READ_CHUNK.max(self.input.data().len()),
-        };
-        match self
-            .stream
-            .read(self.input.spare(room.min(limits.max_body_bytes + READ_CHUNK)))
-        {
-            Ok(0) => Some(self.end_of_input()),
-            Ok(read) => {
-                self.input.filled(read);
-                None
-            }
-            Err(err) if err.kind() == io::ErrorKind::TimedOut => Some(self.timed_out()),
-            Err(err) => {
-                debug!("connection from {}: read failed: {err}", self.peer);
-                Some(End::Abort)
-            }
         }
     }
 

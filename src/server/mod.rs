@@ -10,6 +10,7 @@
 //! | `head` | what a request's line and headers say about its framing (the one place that decides it) |
 //! | `chunked` | the incremental `Transfer-Encoding: chunked` decoder |
 //! | `request`, `response` | what a handler reads and writes |
+//! | `buffers` | read and write buffers lent to busy connections, kept per thread |
 //! | `date` | the cached `Date` header |
 //! | `memory` | a connection served from bytes in memory, for tests and benchmarks |
 //!
@@ -28,6 +29,7 @@
 //!   batch, and a connection that stops reading once [`MAX_UNWRITTEN`] bytes
 //!   of its answers are waiting for the client.
 
+mod buffers;
 mod chunked;
 mod connection;
 mod date;
