@@ -403,9 +403,9 @@ impl<T: Transport> Connection<T> {
         let unread = !self.input.data().is_empty() || self.stream.has_unread();
         if unread {
             linger_close(&mut self.stream, LINGER.min(limits.idle_timeout), unread_limit(limits));
-        } else {
-            let _ = self.stream.shutdown(Shutdown::Write);
         }
+        // Otherwise dropping the stream closes it, and the kernel sends the
+        // client its end-of-file after the answers.
     }
 
     /// Sends the answers made so far, then the refusal, and closes.
