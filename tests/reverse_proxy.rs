@@ -40,6 +40,7 @@ http {{
     upstream worker_pool {{
         server 127.0.0.1:{upstream_port};
         keepalive 16;
+        keepalive_timeout 50s;
     }}
     server {{
         listen 127.0.0.1:{port};
