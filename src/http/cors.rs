@@ -9,7 +9,7 @@
 //! answer; so a state-changing request from an origin that is neither
 //! allowed nor the server's own is refused with 403, whatever the setting.
 
-use crate::http::router::Route;
+use crate::http::router::{Resource, Route};
 use crate::server::{Request, Response};
 
 /// The origins whose pages may call the API (`CORS_ALLOWED_ORIGINS`).
@@ -88,30 +88,25 @@ impl AllowedOrigins {
         reply: &mut Response,
     ) {
         let preflight = match route {
-            Route::Options(_) => request.header("Access-Control-Request-Method").is_some(),
-            _ => false,
+            Route::Options(resource) if request.header("Access-Control-Request-Method").is_some() => Some(*resource),
+            _ => None,
         };
         // Whether an answer carries CORS headers depends on these request
         // headers, so a cache must not serve it for other values.
-        if preflight {
-            reply.header(
-                "Vary",
-                "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
-            );
-        } else {
-            reply.header("Vary", "Origin");
-        }
-        let Some(origin) = origin.and_then(|origin| self.allow_origin(origin)) else {
+        reply.header(
+            "Vary",
+            match preflight {
+                Some(_) => "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+                None => "Origin",
+            },
+        );
+        let Some(allowed) = origin.and_then(|origin| self.allow_origin(origin)) else {
             return;
         };
-        reply.header("Access-Control-Allow-Origin", origin);
-        match route {
-            Route::Options(resource) if preflight => {
-                reply.header("Access-Control-Allow-Methods", resource.allow());
-                reply.header("Access-Control-Allow-Headers", allow_headers(request));
-                reply.header("Access-Control-Max-Age", PREFLIGHT_MAX_AGE);
-            }
-            _ => reply.header("Access-Control-Expose-Headers", "Link"),
+        reply.header("Access-Control-Allow-Origin", allowed);
+        match preflight {
+            Some(resource) => preflight_headers(request, resource, reply),
+            None => reply.header("Access-Control-Expose-Headers", "Link"),
         }
     }
 
@@ -124,6 +119,13 @@ impl AllowedOrigins {
             _ => None,
         }
     }
+}
+
+/// The headers that tell a browser what a page may send to `resource`.
+fn preflight_headers(request: &Request<'_>, resource: Resource, reply: &mut Response) {
+    reply.header("Access-Control-Allow-Methods", resource.allow());
+    reply.header("Access-Control-Allow-Headers", allow_headers(request));
+    reply.header("Access-Control-Max-Age", PREFLIGHT_MAX_AGE);
 }
 
 /// Writes the 403 answer to a state-changing request from another origin.

@@ -200,7 +200,7 @@ pub(crate) mod tests {
     use crate::http::Resource;
     use crate::pool::TaskQueue;
     use crate::pool::WorkerGauge;
-    use crate::server::ConnectionGauge;
+    use crate::server::{ConnectionGauge, Handler};
     use crate::service::page_query;
     use crate::store::TaskStore;
 
@@ -405,20 +405,15 @@ pub(crate) mod tests {
         assert_eq!(reply.header_value("Allow"), Some("GET, HEAD, OPTIONS"));
     }
 
-    /// Lists page one of `limit=2` over 3 tasks, with `headers`; its `Link`.
+    /// Lists page one of `limit=2` over 3 tasks through `Api::handle`, with
+    /// `headers`; its `Link`.
     fn first_page_link(headers: &[httparse::Header<'_>]) -> Option<String> {
         let api = service(10);
         for _ in 0..3 {
             call(&api, Route::CreateTask, r#"{"title":"t"}"#);
         }
-        let route = Route::ListTasks(page_query(Some("2"), None, None));
         let mut reply = Response::default();
-        answer(
-            &api,
-            &route,
-            &Request::new("GET", "/tasks?limit=2", headers, b""),
-            &mut reply,
-        );
+        api.handle(&Request::new("GET", "/tasks?limit=2", headers, b""), &mut reply);
         reply.header_value("Link").map(str::to_owned)
     }
 
