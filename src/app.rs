@@ -44,7 +44,8 @@ impl App {
             queue,
             Arc::new(move |worker, id| runner.run(worker, id)),
         )?;
-        let api = Api::new(service.clone(), pool.gauge(), server.connections());
+        let api = Api::new(service.clone(), pool.gauge(), server.connections())
+            .allowing_origins(config.cors_allowed_origins.clone());
         let running = server.serve(Arc::new(api))?;
         Ok(Self { running, pool, service })
     }

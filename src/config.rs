@@ -20,6 +20,8 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Args, Command, FromArgMatches};
 
+use crate::http::AllowedOrigins;
+
 /// Everything the server can be configured with.
 #[derive(Args, Clone, Debug, PartialEq, Eq)]
 #[command(next_help_heading = "Settings (flag, else environment, else .env, else default)")]
@@ -69,6 +71,9 @@ pub struct Config {
     /// Most bytes of task titles and descriptions kept in memory, evicted the same way. 0 for no bound.
     #[arg(long, env, global = true, default_value = "1073741824", value_parser = whole::<usize>(0, 1 << 40))]
     pub max_text_bytes: usize,
+    /// Origins whose web pages may call the API (CORS): comma-separated, each scheme://host[:port] (https://app.example.com,http://localhost:3000), or * for any; empty for none, and no CORS headers.
+    #[arg(long, env, global = true, default_value = "", value_parser = AllowedOrigins::parse)]
+    pub cors_allowed_origins: AllowedOrigins,
 }
 
 /// The CPUs this process may run on: its affinity mask, narrowed by a cgroup
@@ -226,6 +231,7 @@ mod tests {
         assert_eq!(config.max_header_bytes, 65536);
         assert_eq!(config.max_tasks, 1_000_000);
         assert_eq!(config.max_text_bytes, 1 << 30);
+        assert_eq!(config.cors_allowed_origins, AllowedOrigins::None);
     }
 
     #[test]
@@ -247,6 +253,7 @@ mod tests {
             ("MAX_HEADER_BYTES", "2048"),
             ("MAX_TASKS", "0"),
             ("MAX_TEXT_BYTES", "4096"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example, http://localhost:3000"),
         ])
         .unwrap();
         assert_eq!(config.http_host, IpAddr::from([127, 0, 0, 1]));
@@ -263,6 +270,10 @@ mod tests {
         assert_eq!(config.max_header_bytes, 2048);
         assert_eq!(config.max_tasks, 0);
         assert_eq!(config.max_text_bytes, 4096);
+        assert_eq!(
+            config.cors_allowed_origins,
+            AllowedOrigins::List(vec!["https://a.example".into(), "http://localhost:3000".into()])
+        );
     }
 
     #[test]
@@ -286,6 +297,8 @@ mod tests {
             ("MAX_CONNECTIONS_PER_CLIENT", "-1"),
             ("MAX_TASKS", "-1"),
             ("MAX_TEXT_BYTES", "1.5"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example/app"),
+            ("CORS_ALLOWED_ORIGINS", "a.example"),
         ];
         for (name, value) in cases {
             let err = config_from(&[(name, value)]).unwrap_err();

@@ -39,6 +39,13 @@ fn a_minimum_work_above_the_maximum_exits_2() {
 }
 
 #[test]
+fn a_cors_origin_with_a_path_exits_2_naming_it() {
+    let log = refused_config(&[("CORS_ALLOWED_ORIGINS", "http://localhost:3000,https://a.example/app")]);
+    assert!(log.contains("CORS_ALLOWED_ORIGINS"), "{log}");
+    assert!(log.contains("'https://a.example/app' is not one"), "{log}");
+}
+
+#[test]
 fn a_port_in_use_exits_1() {
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();

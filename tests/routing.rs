@@ -1,6 +1,6 @@
 //! Routing as Go's `net/http` mux does it: 405 with `Allow` for a known path
 //! with another method, HEAD wherever GET is, the query string ignored, 404
-//! for everything else.
+//! for everything else; and `OPTIONS` on a known path, 204 with `Allow`.
 
 mod common;
 
@@ -17,7 +17,7 @@ fn other_methods_on_the_collection_are_405_with_allow() {
         assert_eq!(response.status, 405, "{method}: {response:?}");
         assert_eq!(
             response.header("Allow"),
-            Some("GET, HEAD, POST"),
+            Some("GET, HEAD, POST, OPTIONS"),
             "{method}: {response:?}"
         );
         assert_eq!(response.json(), json!({"error":"method not allowed"}), "{method}");
@@ -31,9 +31,32 @@ fn other_methods_on_a_task_are_405_with_allow() {
     for method in ["POST", "DELETE", "PUT"] {
         let response = server.request(method, "/tasks/1", &[], b"");
         assert_eq!(response.status, 405, "{method}: {response:?}");
-        assert_eq!(response.header("Allow"), Some("GET, HEAD"), "{method}: {response:?}");
+        assert_eq!(
+            response.header("Allow"),
+            Some("GET, HEAD, OPTIONS"),
+            "{method}: {response:?}"
+        );
         assert_eq!(response.json(), json!({"error":"method not allowed"}), "{method}");
     }
+}
+
+#[test]
+fn options_is_204_with_allow_and_no_body() {
+    let server = Server::start(&SLOW);
+    let mut conn = server.connect();
+    for (target, allow) in [
+        ("/tasks", "GET, HEAD, POST, OPTIONS"),
+        ("/tasks/1", "GET, HEAD, OPTIONS"),
+        ("/metrics", "GET, HEAD, OPTIONS"),
+    ] {
+        let response = conn.request("OPTIONS", target, &[], b"");
+        assert_eq!(response.status, 204, "{target}: {response:?}");
+        assert_eq!(response.header("Allow"), Some(allow), "{target}: {response:?}");
+        assert!(response.body.is_empty(), "{target}: {response:?}");
+        assert_eq!(response.header("Access-Control-Allow-Origin"), None, "{target}");
+    }
+    let missing = conn.request("OPTIONS", "/nope", &[], b"");
+    assert_eq!(missing.status, 404, "{missing:?}");
 }
 
 #[test]

@@ -8,18 +8,17 @@ use serde::Serialize;
 use crate::domain::{Task, TaskId};
 use crate::http::router::Route;
 use crate::http::{Api, metrics, openapi};
-use crate::server::Response;
+use crate::server::{Request, Response};
 use crate::service::{Created, NEW_TASK_SHAPE, NewTask, ServiceError, TaskService};
 use crate::store::PageQuery;
 
-/// Answers `route` with what `api` reaches; `body` is the request body
-/// (empty when there is none).
-pub(crate) fn answer(api: &Api, route: &Route, body: &[u8], reply: &mut Response) {
+/// Answers `request`, routed to `route`, with what `api` reaches.
+pub(crate) fn answer(api: &Api, route: &Route, request: &Request<'_>, reply: &mut Response) {
     let service = &*api.service;
     match route {
-        Route::ListTasks(Ok(page)) => list_tasks(service, page, reply),
+        Route::ListTasks(Ok(page)) => list_tasks(service, page, request, reply),
         Route::ListTasks(Err(refused)) => service_error(reply, *refused),
-        Route::CreateTask => create_task(service, body, reply),
+        Route::CreateTask => create_task(service, request.body(), reply),
         Route::GetTask(Ok(id)) => get_task(service, *id, reply),
         Route::GetTask(Err(refused)) => service_error(reply, *refused),
         Route::Health => status(reply, "ok"),
@@ -31,6 +30,10 @@ pub(crate) fn answer(api: &Api, route: &Route, body: &[u8], reply: &mut Response
         }
         Route::Metrics => metrics::answer(api, reply),
         Route::NotFound => error(reply, 404, "not found"),
+        Route::Options(resource) => {
+            reply.set_status(204);
+            reply.header("Allow", resource.allow());
+        }
         Route::MethodNotAllowed(resource) => {
             reply.header("Allow", resource.allow());
             error(reply, 405, "method not allowed");
@@ -39,7 +42,7 @@ pub(crate) fn answer(api: &Api, route: &Route, body: &[u8], reply: &mut Response
     }
 }
 
-fn list_tasks(service: &TaskService, page: &PageQuery, reply: &mut Response) {
+fn list_tasks(service: &TaskService, page: &PageQuery, request: &Request<'_>, reply: &mut Response) {
     json_header(reply);
     let out = reply.body_mut();
     out.put_u8(b'[');
@@ -52,7 +55,8 @@ fn list_tasks(service: &TaskService, page: &PageQuery, reply: &mut Response) {
     });
     out.put_slice(b"]\n");
     if let Some(after) = next {
-        reply.header("Link", &next_page_link(page, after));
+        let prefix = request.header("X-Forwarded-Prefix").and_then(forwarded_prefix);
+        reply.header("Link", &next_page_link(prefix.unwrap_or(""), page, after));
     }
 }
 
@@ -61,10 +65,37 @@ fn list_tasks(service: &TaskService, page: &PageQuery, reply: &mut Response) {
 /// otherwise make one answer of hundreds of megabytes.
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// The RFC 8288 `Link` header value pointing at the page after `after`.
-fn next_page_link(page: &PageQuery, after: TaskId) -> String {
+/// The RFC 8288 `Link` header value pointing at the page after `after`,
+/// under the path `prefix` the client reaches the API by.
+fn next_page_link(prefix: &str, page: &PageQuery, after: TaskId) -> String {
     let status = page.status.map_or(String::new(), |status| format!("&status={status}"));
-    format!("</tasks?after={after}&limit={}{status}>; rel=\"next\"", page.limit)
+    format!(
+        "<{prefix}/tasks?after={after}&limit={}{status}>; rel=\"next\"",
+        page.limit
+    )
+}
+
+/// Longest `X-Forwarded-Prefix` honoured.
+const MAX_PREFIX_BYTES: usize = 256;
+
+/// The path prefix a reverse proxy serves the API under, from its
+/// `X-Forwarded-Prefix: /api` header, without a trailing `/`; `None` unless
+/// it is well-formed: it starts with `/`, and its segments are not empty,
+/// `.` or `..`, and hold only unreserved characters (RFC 3986), so that a
+/// link built on it stays a path on this host (`//host` would not).
+fn forwarded_prefix(raw: &[u8]) -> Option<&str> {
+    let prefix = raw.strip_suffix(b"/").unwrap_or(raw);
+    let unreserved = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~');
+    let segment_ok = |segment: &[u8]| {
+        !segment.is_empty()
+            && segment.iter().all(unreserved)
+            && segment != b"."
+            && !segment.windows(2).any(|pair| pair == b"..")
+    };
+    let well_formed = raw.len() <= MAX_PREFIX_BYTES
+        && raw.starts_with(b"/")
+        && prefix.split(|&byte| byte == b'/').skip(1).all(segment_ok);
+    well_formed.then(|| std::str::from_utf8(prefix).ok()).flatten()
 }
 
 fn get_task(service: &TaskService, id: TaskId, reply: &mut Response) {
@@ -169,7 +200,7 @@ pub(crate) mod tests {
     use crate::http::Resource;
     use crate::pool::TaskQueue;
     use crate::pool::WorkerGauge;
-    use crate::server::ConnectionGauge;
+    use crate::server::{ConnectionGauge, Handler};
     use crate::service::page_query;
     use crate::store::TaskStore;
 
@@ -180,6 +211,12 @@ pub(crate) mod tests {
 
     fn api_over(service: TaskService) -> Api {
         Api::new(Arc::new(service), WorkerGauge::default(), ConnectionGauge::default())
+    }
+
+    /// An API over an empty store, with a queue of `pool_size` that no
+    /// worker drains.
+    pub(crate) fn test_api(pool_size: usize) -> Api {
+        service(pool_size)
     }
 
     fn service(pool_size: usize) -> Api {
@@ -193,7 +230,7 @@ pub(crate) mod tests {
 
     fn call(api: &Api, route: Route, body: &str) -> Response {
         let mut reply = Response::default();
-        answer(api, &route, body.as_bytes(), &mut reply);
+        answer(api, &route, &Request::new("GET", "/", &[], body.as_bytes()), &mut reply);
         assert_eq!(reply.header_value("Content-Type"), Some("application/json"));
         reply
     }
@@ -365,6 +402,65 @@ pub(crate) mod tests {
             );
         }
         let reply = call(&service, Route::MethodNotAllowed(Resource::Task), "");
-        assert_eq!(reply.header_value("Allow"), Some("GET, HEAD"));
+        assert_eq!(reply.header_value("Allow"), Some("GET, HEAD, OPTIONS"));
+    }
+
+    /// Lists page one of `limit=2` over 3 tasks through `Api::handle`, with
+    /// `headers`; its `Link`.
+    fn first_page_link(headers: &[httparse::Header<'_>]) -> Option<String> {
+        let api = service(10);
+        for _ in 0..3 {
+            call(&api, Route::CreateTask, r#"{"title":"t"}"#);
+        }
+        let mut reply = Response::default();
+        api.handle(&Request::new("GET", "/tasks?limit=2", headers, b""), &mut reply);
+        reply.header_value("Link").map(str::to_owned)
+    }
+
+    #[test]
+    fn the_link_keeps_a_well_formed_forwarded_prefix() {
+        let link = |prefix: &str| {
+            let header = httparse::Header {
+                name: "x-forwarded-prefix",
+                value: prefix.as_bytes(),
+            };
+            first_page_link(&[header]).expect("a Link")
+        };
+        assert_eq!(
+            first_page_link(&[]).as_deref(),
+            Some("</tasks?after=2&limit=2>; rel=\"next\"")
+        );
+        for (prefix, target) in [
+            ("/api", "/api/tasks"),
+            ("/api/", "/api/tasks"),
+            ("/a-b/v1.2/_x~", "/a-b/v1.2/_x~/tasks"),
+            ("/", "/tasks"),
+        ] {
+            assert_eq!(
+                link(prefix),
+                format!("<{target}?after=2&limit=2>; rel=\"next\""),
+                "{prefix}"
+            );
+        }
+        let too_long = format!("/{}", "a".repeat(MAX_PREFIX_BYTES));
+        for prefix in [
+            "",
+            "api",
+            "//evil.example",
+            "/api//x",
+            "/../x",
+            "/a/..",
+            "/a..b",
+            "/.",
+            "/a?b",
+            "/a#b",
+            "/a%2e",
+            "/a b",
+            "/é",
+            "http://evil.example/",
+            &too_long,
+        ] {
+            assert_eq!(link(prefix), "</tasks?after=2&limit=2>; rel=\"next\"", "{prefix:?}");
+        }
     }
 }

@@ -15,8 +15,8 @@ const UNMATCHED: &str = "unmatched";
 
 /// The `code` label: every status the server answers with; any other is
 /// counted under the last, `other`.
-const CODES: [u16; 18] = [
-    200, 201, 204, 400, 404, 405, 408, 409, 410, 411, 413, 417, 431, 500, 503, 505, 100, 0,
+const CODES: [u16; 19] = [
+    200, 201, 204, 400, 403, 404, 405, 408, 409, 410, 411, 413, 417, 431, 500, 503, 505, 100, 0,
 ];
 
 const ROUTES: usize = Resource::ALL.len() + 1;

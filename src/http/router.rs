@@ -1,8 +1,9 @@
 //! Maps a request's method and target to a route, the way Go's `net/http`
 //! pattern mux does for `GET /tasks`, `POST /tasks` and `GET /tasks/{id}`:
 //! the query string plays no part in the route, `HEAD` is served wherever
-//! `GET` is, a known path with another method is 405 with the allowed
-//! methods, and `{id}` is one non-empty, percent-decoded path segment.
+//! `GET` is, `OPTIONS` on a known path says which methods it allows, a
+//! known path with another method is 405 with the allowed methods, and
+//! `{id}` is one non-empty, percent-decoded path segment.
 //! The listing's page parameters are read from the query string here too,
 //! as Go's `URL.Query` reads them: `+` is a space, the first of a repeated
 //! name counts, unknown names are ignored.
@@ -30,6 +31,9 @@ pub enum Route {
     Metrics,
     /// `GET /openapi.json`: the API's OpenAPI description.
     OpenApi,
+    /// `OPTIONS` on a known path: which methods it allows (and, for a CORS
+    /// preflight, whether a page on another origin may use them).
+    Options(Resource),
     /// The path is known but not with this method.
     MethodNotAllowed(Resource),
     /// The request target is not a path this server can read.
@@ -46,7 +50,7 @@ impl Route {
             Self::Ready => Some(Resource::Ready),
             Self::Metrics => Some(Resource::Metrics),
             Self::OpenApi => Some(Resource::OpenApi),
-            Self::MethodNotAllowed(resource) => Some(*resource),
+            Self::Options(resource) | Self::MethodNotAllowed(resource) => Some(*resource),
             Self::NotFound | Self::BadTarget => None,
         }
     }
@@ -92,11 +96,13 @@ impl Resource {
         }
     }
 
-    /// The methods it answers, as the `Allow` header lists them.
+    /// The methods it answers, as the `Allow` header (of 405 and `OPTIONS`
+    /// answers) and `Access-Control-Allow-Methods` list them. [`route`]
+    /// routes exactly these; a test holds the two together.
     pub fn allow(self) -> &'static str {
         match self {
-            Self::Tasks => "GET, HEAD, POST",
-            _ => "GET, HEAD",
+            Self::Tasks => "GET, HEAD, POST, OPTIONS",
+            _ => "GET, HEAD, OPTIONS",
         }
     }
 }
@@ -110,7 +116,7 @@ pub fn route(method: &str, target: &str) -> Route {
     };
     match path.strip_prefix("/tasks") {
         Some(rest) => task_routes(method, rest, readable, target),
-        None => operations_route(path, readable),
+        None => operations_route(method, path, readable),
     }
 }
 
@@ -121,17 +127,29 @@ fn task_routes(method: &str, rest: &str, readable: bool, target: &str) -> Route 
         return match method {
             _ if readable => Route::ListTasks(list_query(query_of(target))),
             "POST" => Route::CreateTask,
-            _ => Route::MethodNotAllowed(Resource::Tasks),
+            _ => unanswered(method, Resource::Tasks),
         };
     }
     match rest.strip_prefix('/') {
-        Some(segment) if !segment.is_empty() && !segment.as_bytes().contains(&b'/') => task_route(segment, readable),
+        Some(segment) if !segment.is_empty() && !segment.as_bytes().contains(&b'/') => {
+            task_route(method, segment, readable)
+        }
         _ => Route::NotFound,
     }
 }
 
+/// The route of a `method` that `resource` has no handler for: `OPTIONS`,
+/// or else 405.
+fn unanswered(method: &str, resource: Resource) -> Route {
+    if method == "OPTIONS" {
+        Route::Options(resource)
+    } else {
+        Route::MethodNotAllowed(resource)
+    }
+}
+
 /// The routes for operating the server: probes, metrics, the API document.
-fn operations_route(path: &str, readable: bool) -> Route {
+fn operations_route(method: &str, path: &str, readable: bool) -> Route {
     let (resource, route) = match path {
         "/healthz" => (Resource::Health, Route::Health),
         "/readyz" => (Resource::Ready, Route::Ready),
@@ -139,25 +157,21 @@ fn operations_route(path: &str, readable: bool) -> Route {
         "/openapi.json" => (Resource::OpenApi, Route::OpenApi),
         _ => return Route::NotFound,
     };
-    if readable {
-        route
-    } else {
-        Route::MethodNotAllowed(resource)
-    }
+    if readable { route } else { unanswered(method, resource) }
 }
 
 /// The route for `/tasks/{segment}`.
-fn task_route(segment: &str, readable: bool) -> Route {
+fn task_route(method: &str, segment: &str, readable: bool) -> Route {
     if !segment.as_bytes().contains(&b'%') {
         return if readable {
             Route::GetTask(parse_task_id(segment))
         } else {
-            Route::MethodNotAllowed(Resource::Task)
+            unanswered(method, Resource::Task)
         };
     }
     match percent_decode(segment) {
         None => Route::BadTarget,
-        Some(_) if !readable => Route::MethodNotAllowed(Resource::Task),
+        Some(_) if !readable => unanswered(method, Resource::Task),
         Some(decoded) => Route::GetTask(
             String::from_utf8(decoded)
                 .map_err(|_| ServiceError::InvalidTaskId)
@@ -286,7 +300,36 @@ mod tests {
         assert_eq!(routed("POST", "/tasks/1"), Route::MethodNotAllowed(Resource::Task));
         assert_eq!(routed("PUT", "/tasks/abc"), Route::MethodNotAllowed(Resource::Task));
         assert_eq!(routed("get", "/tasks"), Route::MethodNotAllowed(Resource::Tasks));
-        assert_eq!(Resource::Tasks.allow(), "GET, HEAD, POST");
+        assert_eq!(Resource::Tasks.allow(), "GET, HEAD, POST, OPTIONS");
+    }
+
+    #[test]
+    fn options_on_a_known_path_is_routed_to_its_resource() {
+        assert_eq!(routed("OPTIONS", "/tasks?x"), Route::Options(Resource::Tasks));
+        assert_eq!(routed("OPTIONS", "/tasks/abc"), Route::Options(Resource::Task));
+        assert_eq!(routed("OPTIONS", "/tasks/%31"), Route::Options(Resource::Task));
+        assert_eq!(routed("OPTIONS", "/metrics"), Route::Options(Resource::Metrics));
+        assert_eq!(routed("OPTIONS", "/nope"), Route::NotFound);
+        assert_eq!(routed("OPTIONS", "/tasks/%zz"), Route::BadTarget);
+    }
+
+    /// `Resource::allow` and `route` say the same: each method listed is
+    /// routed to an answer, each other one is 405.
+    #[test]
+    fn every_resource_routes_exactly_the_methods_it_allows() {
+        let others = [
+            "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+        ];
+        for resource in Resource::ALL {
+            let target = resource.label().replace("{id}", "1");
+            let allowed: Vec<&str> = resource.allow().split(", ").collect();
+            for method in others {
+                let routed = route(method, &target);
+                assert_eq!(routed.resource(), Some(resource), "{method} {target}");
+                let refused = matches!(routed, Route::MethodNotAllowed(_));
+                assert_eq!(refused, !allowed.contains(&method), "{method} {target}: {routed:?}");
+            }
+        }
     }
 
     #[test]
