@@ -55,27 +55,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn large_buffers_are_not_kept_and_kept_ones_stay_initialised() {
-        give_write(vec![1; KEEP_CAPACITY + 1]);
-        assert!(WRITE.iter_len_below(KEEP_CAPACITY));
-        let mut read = Vec::new();
-        read.resize(100, 7);
-        give_read(read);
-        assert!(READ.len() >= 1, "kept");
-    }
-
-    trait CapacitiesBelow {
-        fn iter_len_below(&self, capacity: usize) -> bool;
-    }
-
-    impl CapacitiesBelow for ArrayQueue<Vec<u8>> {
-        /// Whether every kept buffer's capacity is within `capacity`
-        /// (takes them out and puts them back).
-        fn iter_len_below(&self, capacity: usize) -> bool {
-            let taken: Vec<Vec<u8>> = std::iter::from_fn(|| self.pop()).collect();
-            let within = taken.iter().all(|buffer| buffer.capacity() <= capacity);
-            taken.into_iter().for_each(|buffer| give(self, buffer));
-            within
+    fn only_buffers_of_a_useful_size_are_kept_and_kept_ones_stay_as_they_were() {
+        let kept = ArrayQueue::new(2);
+        give(&kept, Vec::new());
+        give(&kept, vec![1; KEEP_CAPACITY + 1]);
+        assert!(kept.is_empty(), "empty and oversized buffers are freed");
+        give(&kept, vec![7; 100]);
+        assert_eq!(kept.pop(), Some(vec![7; 100]));
+        for _ in 0..3 {
+            give(&kept, vec![0; 10]);
         }
+        assert_eq!(kept.len(), 2, "a full pool frees what it cannot keep");
     }
 }
