@@ -69,6 +69,9 @@ pub struct Config {
     /// Most bytes of task titles and descriptions kept in memory, evicted the same way. 0 for no bound.
     #[arg(long, env, global = true, default_value = "1073741824", value_parser = whole::<usize>(0, 1 << 40))]
     pub max_text_bytes: usize,
+    /// Most seconds a GET /tasks/{id}?wait=SECONDS may wait for the task to finish; a longer wait gets 400. 0 allows no waiting.
+    #[arg(long, env, global = true, default_value = "60", value_parser = seconds(0))]
+    pub max_wait: Duration,
 }
 
 /// The CPUs this process may run on: its affinity mask, narrowed by a cgroup
@@ -226,6 +229,7 @@ mod tests {
         assert_eq!(config.max_header_bytes, 65536);
         assert_eq!(config.max_tasks, 1_000_000);
         assert_eq!(config.max_text_bytes, 1 << 30);
+        assert_eq!(config.max_wait, Duration::from_secs(60));
     }
 
     #[test]
@@ -247,6 +251,7 @@ mod tests {
             ("MAX_HEADER_BYTES", "2048"),
             ("MAX_TASKS", "0"),
             ("MAX_TEXT_BYTES", "4096"),
+            ("MAX_WAIT", "5"),
         ])
         .unwrap();
         assert_eq!(config.http_host, IpAddr::from([127, 0, 0, 1]));
@@ -263,6 +268,7 @@ mod tests {
         assert_eq!(config.max_header_bytes, 2048);
         assert_eq!(config.max_tasks, 0);
         assert_eq!(config.max_text_bytes, 4096);
+        assert_eq!(config.max_wait, Duration::from_secs(5));
     }
 
     #[test]
@@ -286,6 +292,8 @@ mod tests {
             ("MAX_CONNECTIONS_PER_CLIENT", "-1"),
             ("MAX_TASKS", "-1"),
             ("MAX_TEXT_BYTES", "1.5"),
+            ("MAX_WAIT", "2.5"),
+            ("MAX_WAIT", "86401"),
         ];
         for (name, value) in cases {
             let err = config_from(&[(name, value)]).unwrap_err();

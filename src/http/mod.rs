@@ -43,7 +43,7 @@ impl Api {
 
 impl Handler for Api {
     fn handle(&self, request: &Request<'_>, response: &mut Response) {
-        let route = route(request.method(), request.target());
+        let route = route(request.method(), request.target(), self.service.max_wait());
         handlers::answer(self, &route, request.body(), response);
         self.requests
             .count(request.method(), route.resource(), response.status());
