@@ -180,10 +180,19 @@ pub struct Registration<'a> {
 impl Registration<'_> {
     /// Parks the calling coroutine until the task finishes (or, for a
     /// client, waiting closes) or `timeout` passes; true if it was woken.
-    /// Returns at once if the wake-up came before the park.
+    /// Returns at once if the wake-up came before the park. The timeout is
+    /// rounded up to whole milliseconds, at least one: may keeps a park's
+    /// timeout in milliseconds, and takes 0 for no timeout at all, so a
+    /// remainder under a millisecond would otherwise park for ever.
     pub fn park(&self, timeout: Duration) -> bool {
-        self.blocker.park(Some(timeout)).is_ok()
+        self.blocker.park(Some(whole_millis(timeout))).is_ok()
     }
+}
+
+/// `timeout` rounded up to whole milliseconds, at least one.
+fn whole_millis(timeout: Duration) -> Duration {
+    let millis = timeout.as_nanos().div_ceil(1_000_000).max(1);
+    Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
 }
 
 impl Drop for Registration<'_> {
@@ -233,6 +242,31 @@ mod tests {
         assert_eq!(waiters.lists.get(&5).map(|list| list.len()), Some(1));
         drop(staying);
         assert!(waiters.lists.is_empty());
+    }
+
+    #[test]
+    fn timeouts_are_whole_milliseconds_never_zero() {
+        assert_eq!(whole_millis(Duration::ZERO), Duration::from_millis(1));
+        assert_eq!(whole_millis(Duration::from_nanos(1)), Duration::from_millis(1));
+        assert_eq!(whole_millis(Duration::from_micros(1500)), Duration::from_millis(2));
+        assert_eq!(whole_millis(Duration::from_secs(3)), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_coroutine_parked_for_less_than_a_millisecond_wakes_up() {
+        let waiters = Arc::new(Waiters::new());
+        let parker = waiters.clone();
+        // SAFETY: the coroutine holds no thread-local across its park.
+        let parked = unsafe {
+            may::coroutine::spawn(move || {
+                let registration = parker.register(1, WaiterKind::Worker).unwrap();
+                registration.park(Duration::from_micros(300))
+            })
+        };
+        let (done, finished) = mpsc::channel();
+        std::thread::spawn(move || done.send(parked.join()));
+        let woken = finished.recv_timeout(Duration::from_secs(10)).expect("parked for ever");
+        assert!(!woken.unwrap(), "timed out, not woken");
     }
 
     #[test]
