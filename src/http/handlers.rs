@@ -83,6 +83,7 @@ fn get_task(service: &TaskService, id: TaskId, reply: &mut Response) {
 /// connection's coroutine meanwhile (requests pipelined behind it wait
 /// their turn, as HTTP/1.1 answers in order).
 fn wait_for_task(service: &TaskService, id: TaskId, wait: Duration, reply: &mut Response) {
+    reply.set_delayed();
     let found = service.find_when_finished(id, wait, |task| write_task(reply, id, task));
     if let Err(refused) = found {
         service_error(reply, refused);
