@@ -116,28 +116,33 @@ impl Resource {
 /// the body. A `wait` above `max_wait` (`MAX_WAIT`) is refused here.
 pub fn route(method: &str, target: &str, max_wait: Duration) -> Route {
     let readable = method == "GET" || method == "HEAD";
-    let Some(path) = path_of(target) else {
+    // One scan for the query, whose position both halves are cut at.
+    let (path, query) = match target.as_bytes().iter().position(|&byte| byte == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, ""),
+    };
+    let Some(path) = path_of(path) else {
         return Route::BadTarget;
     };
     match path.strip_prefix("/tasks") {
-        Some(rest) => task_routes(method, rest, readable, target, max_wait),
+        Some(rest) => task_routes(method, rest, readable, query, max_wait),
         None => operations_route(path, readable),
     }
 }
 
 /// The routes under `/tasks`, the busy ones, so they are tried first;
-/// `rest` is the path after `/tasks`.
-fn task_routes(method: &str, rest: &str, readable: bool, target: &str, max_wait: Duration) -> Route {
+/// `rest` is the path after `/tasks`, `query` the query string.
+fn task_routes(method: &str, rest: &str, readable: bool, query: &str, max_wait: Duration) -> Route {
     if rest.is_empty() {
         return match method {
-            _ if readable => Route::ListTasks(list_query(query_of(target))),
+            _ if readable => Route::ListTasks(list_query(query)),
             "POST" => Route::CreateTask,
             _ => Route::MethodNotAllowed(Resource::Tasks),
         };
     }
     match rest.strip_prefix('/') {
         Some(segment) if !segment.is_empty() && !segment.as_bytes().contains(&b'/') => {
-            task_route(method, segment, readable, target, max_wait)
+            task_route(method, segment, readable, query, max_wait)
         }
         _ => Route::NotFound,
     }
@@ -160,7 +165,7 @@ fn operations_route(path: &str, readable: bool) -> Route {
 }
 
 /// The route for `/tasks/{segment}`.
-fn task_route(method: &str, segment: &str, readable: bool, target: &str, max_wait: Duration) -> Route {
+fn task_route(method: &str, segment: &str, readable: bool, query: &str, max_wait: Duration) -> Route {
     let id = if !segment.as_bytes().contains(&b'%') {
         parse_task_id(segment)
     } else {
@@ -172,7 +177,7 @@ fn task_route(method: &str, segment: &str, readable: bool, target: &str, max_wai
         }
     };
     match method {
-        _ if readable => read_task_route(id, query_of(target), max_wait),
+        _ if readable => read_task_route(id, query, max_wait),
         "DELETE" => Route::CancelTask(id),
         _ => Route::MethodNotAllowed(Resource::Task),
     }
@@ -234,18 +239,9 @@ fn form_decode(raw: &str) -> Option<String> {
     String::from_utf8(percent_decode(&spaced)?).ok()
 }
 
-/// The query string of a request target, without the `?` (empty if none).
-fn query_of(target: &str) -> &str {
-    target.split_once('?').map_or("", |(_, query)| query)
-}
-
-/// The path of an origin-form (`/tasks?x`) or absolute-form
-/// (`http://host/tasks`) request target, without its query.
-fn path_of(target: &str) -> Option<&str> {
-    let path = match target.as_bytes().iter().position(|&byte| byte == b'?') {
-        Some(query) => &target[..query],
-        None => target,
-    };
+/// The path of an origin-form (`/tasks`) or absolute-form
+/// (`http://host/tasks`) request target, its query already cut off.
+fn path_of(path: &str) -> Option<&str> {
     if path.starts_with('/') {
         return Some(path);
     }
