@@ -40,6 +40,9 @@ const WORK: WorkRange = WorkRange {
     max_ms: 5000,
 };
 
+/// The default config's `MAX_WAIT`.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
 /// The headers of a wrk request.
 const WRK_HEADERS: [Header<'static>; 1] = [Header {
     name: "Host",
@@ -63,7 +66,7 @@ fn api_with(tasks: usize) -> Api {
     for _ in 0..tasks {
         store.insert(Task::new("t", "", Duration::from_secs(3)));
     }
-    api_over(TaskService::new(store, Arc::new(TaskQueue::new(10)), WORK))
+    api_over(TaskService::new(store, Arc::new(TaskQueue::new(10)), WORK, MAX_WAIT))
 }
 
 /// An API whose one-id queue is already full, as under overload.
@@ -72,6 +75,7 @@ fn overflowing_api() -> Api {
         Arc::new(TaskStore::new()),
         Arc::new(TaskQueue::new(1)),
         WORK,
+        MAX_WAIT,
     ));
     let mut reply = Response::default();
     serve(&api, "POST", "/tasks", br#"{"title":"first"}"#, &mut reply);

@@ -37,7 +37,7 @@ impl App {
             max_tasks: config.max_tasks,
             max_text_bytes: config.max_text_bytes,
         }));
-        let service = Arc::new(TaskService::new(store, queue.clone(), config.work));
+        let service = Arc::new(TaskService::new(store, queue.clone(), config.work, config.max_wait));
         let runner = service.clone();
         let pool = WorkerPool::start(
             config.workers,

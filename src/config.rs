@@ -74,6 +74,9 @@ pub struct Config {
     /// Origins whose web pages may call the API (CORS): comma-separated, each scheme://host[:port] (https://app.example.com,http://localhost:3000), or * for any; empty for none, and no CORS headers.
     #[arg(long, env, global = true, default_value = "", value_parser = AllowedOrigins::parse)]
     pub cors_allowed_origins: AllowedOrigins,
+    /// Most seconds a GET /tasks/{id}?wait=SECONDS may wait for the task to finish; a longer wait gets 400. 0 allows no waiting.
+    #[arg(long, env, global = true, default_value = "60", value_parser = seconds(0))]
+    pub max_wait: Duration,
 }
 
 /// The CPUs this process may run on: its affinity mask, narrowed by a cgroup
@@ -232,6 +235,7 @@ mod tests {
         assert_eq!(config.max_tasks, 1_000_000);
         assert_eq!(config.max_text_bytes, 1 << 30);
         assert_eq!(config.cors_allowed_origins, AllowedOrigins::None);
+        assert_eq!(config.max_wait, Duration::from_secs(60));
     }
 
     #[test]
@@ -254,6 +258,7 @@ mod tests {
             ("MAX_TASKS", "0"),
             ("MAX_TEXT_BYTES", "4096"),
             ("CORS_ALLOWED_ORIGINS", "https://a.example, http://localhost:3000"),
+            ("MAX_WAIT", "5"),
         ])
         .unwrap();
         assert_eq!(config.http_host, IpAddr::from([127, 0, 0, 1]));
@@ -274,6 +279,7 @@ mod tests {
             config.cors_allowed_origins,
             AllowedOrigins::List(vec!["https://a.example".into(), "http://localhost:3000".into()])
         );
+        assert_eq!(config.max_wait, Duration::from_secs(5));
     }
 
     #[test]
@@ -299,6 +305,8 @@ mod tests {
             ("MAX_TEXT_BYTES", "1.5"),
             ("CORS_ALLOWED_ORIGINS", "https://a.example/app"),
             ("CORS_ALLOWED_ORIGINS", "a.example"),
+            ("MAX_WAIT", "2.5"),
+            ("MAX_WAIT", "86401"),
         ];
         for (name, value) in cases {
             let err = config_from(&[(name, value)]).unwrap_err();

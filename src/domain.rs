@@ -1,8 +1,9 @@
 //! The task model: what a task is, the states it moves through, and how it
 //! is written as JSON.
 //!
-//! A task only ever moves `pending -> running -> done` or `pending -> failed`;
-//! [`TaskStatus::can_become`] is the one place that rule is written down.
+//! A task only ever moves `pending -> running -> done`, `pending -> failed`,
+//! or to `canceled` from `pending` or `running`; [`TaskStatus::can_become`]
+//! is the one place that rule is written down.
 //!
 //! A stored task is kept small and in the form it is served in: its title
 //! and description are held as JSON string literals, escaped once when the
@@ -29,11 +30,14 @@ pub enum TaskStatus {
     Done,
     /// The task was never run: see its [`FailureReason`].
     Failed,
+    /// A client canceled it (`DELETE /tasks/{id}`) before it finished: it
+    /// never ran, or its work was interrupted.
+    Canceled,
 }
 
 impl TaskStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [TaskStatus; 4] = [Self::Pending, Self::Running, Self::Done, Self::Failed];
+    pub const ALL: [TaskStatus; 5] = [Self::Pending, Self::Running, Self::Done, Self::Failed, Self::Canceled];
 
     /// The lowercase name used on the wire.
     pub fn as_str(self) -> &'static str {
@@ -42,13 +46,15 @@ impl TaskStatus {
             Self::Running => "running",
             Self::Done => "done",
             Self::Failed => "failed",
+            Self::Canceled => "canceled",
         }
     }
 
-    /// Whether the task has reached the end of its life (`done` or `failed`)
-    /// and will not change again.
+    /// Whether the task has reached the end of its life (`done`, `failed`
+    /// or `canceled`) and will not change again: what a waiting client
+    /// waits for, and what eviction may remove.
     pub fn is_finished(self) -> bool {
-        matches!(self, Self::Done | Self::Failed)
+        matches!(self, Self::Done | Self::Failed | Self::Canceled)
     }
 
     /// The status's position in [`ALL`](Self::ALL), for tables indexed by status.
@@ -65,7 +71,10 @@ impl TaskStatus {
     pub fn can_become(self, next: TaskStatus) -> bool {
         matches!(
             (self, next),
-            (Self::Pending, Self::Running) | (Self::Running, Self::Done) | (Self::Pending, Self::Failed)
+            (Self::Pending, Self::Running)
+                | (Self::Running, Self::Done)
+                | (Self::Pending, Self::Failed)
+                | (Self::Pending | Self::Running, Self::Canceled)
         )
     }
 }
@@ -115,6 +124,7 @@ enum State {
     Running,
     Done,
     Failed(FailureReason),
+    Canceled,
 }
 
 /// A task as stored. Its id is the key it is stored under, not part of it.
@@ -155,6 +165,7 @@ impl Task {
             State::Running => TaskStatus::Running,
             State::Done => TaskStatus::Done,
             State::Failed(_) => TaskStatus::Failed,
+            State::Canceled => TaskStatus::Canceled,
         }
     }
 
@@ -187,11 +198,12 @@ impl Task {
         &self.json_text[self.title_end as usize..]
     }
 
-    /// Moves to `running` or `done` if the lifecycle allows it.
+    /// Moves to `running`, `done` or `canceled` if the lifecycle allows it.
     pub fn advance(&mut self, next: TaskStatus) -> Result<(), NotAllowed> {
         let state = match next {
             TaskStatus::Running => State::Running,
             TaskStatus::Done => State::Done,
+            TaskStatus::Canceled => State::Canceled,
             TaskStatus::Pending | TaskStatus::Failed => return Err(self.not_allowed()),
         };
         self.move_to(next, state)
@@ -284,7 +296,13 @@ mod tests {
     #[test]
     fn lifecycle_allows_only_the_documented_moves() {
         use TaskStatus::*;
-        let allowed = [(Pending, Running), (Running, Done), (Pending, Failed)];
+        let allowed = [
+            (Pending, Running),
+            (Running, Done),
+            (Pending, Failed),
+            (Pending, Canceled),
+            (Running, Canceled),
+        ];
         for from in TaskStatus::ALL {
             for to in TaskStatus::ALL {
                 assert_eq!(from.can_become(to), allowed.contains(&(from, to)), "{from} -> {to}");
@@ -300,7 +318,8 @@ mod tests {
         }
         assert_eq!(TaskStatus::from_name("Done"), None);
         let finished: Vec<_> = TaskStatus::ALL.into_iter().filter(|s| s.is_finished()).collect();
-        assert_eq!(finished, [TaskStatus::Done, TaskStatus::Failed]);
+        assert_eq!(finished, [TaskStatus::Done, TaskStatus::Failed, TaskStatus::Canceled]);
+        assert_eq!(TaskStatus::from_name("canceled"), Some(TaskStatus::Canceled));
     }
 
     #[test]
@@ -338,6 +357,29 @@ mod tests {
             (TaskStatus::Failed, Some(FailureReason::PoolClosed))
         );
         assert!(task.advance(TaskStatus::Running).is_err());
+    }
+
+    #[test]
+    fn a_pending_or_running_task_can_be_canceled_once() {
+        let mut pending = Task::new("t", "", Duration::from_secs(1));
+        assert_eq!(pending.advance(TaskStatus::Canceled), Ok(()));
+        assert_eq!(pending.status(), TaskStatus::Canceled);
+        let refused = Err(NotAllowed {
+            current: TaskStatus::Canceled,
+        });
+        assert_eq!(pending.advance(TaskStatus::Running), refused);
+        assert_eq!(pending.advance(TaskStatus::Canceled), refused);
+        let mut running = Task::new("t", "", Duration::from_secs(1));
+        running.advance(TaskStatus::Running).unwrap();
+        assert_eq!(running.advance(TaskStatus::Canceled), Ok(()));
+        assert_eq!(running.advance(TaskStatus::Done), refused);
+        let mut done = Task::new("t", "", Duration::ZERO);
+        done.advance(TaskStatus::Running).unwrap();
+        done.advance(TaskStatus::Done).unwrap();
+        assert!(done.advance(TaskStatus::Canceled).is_err());
+        let mut out = Vec::new();
+        running.write_json(3, &mut out);
+        assert_eq!(out, br#"{"id":3,"title":"t","description":"","status":"canceled"}"#);
     }
 
     #[test]

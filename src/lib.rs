@@ -11,8 +11,9 @@
 //! | [`healthcheck`] | `worker-pool healthcheck`: `GET /healthz` over a plain socket, for containers |
 //! | [`domain`] | the task, its status lifecycle and its JSON shapes |
 //! | [`store`] | the concurrent in-memory map of tasks and the id counter |
+//! | [`waiters`] | coroutines parked until a task finishes: long-polling requests, and workers a cancel interrupts |
 //! | [`pool`] | the bounded queue of task ids and the coroutine workers draining it |
-//! | [`service`] | the use-cases: create, find, list, run; validation and outcomes |
+//! | [`service`] | the use-cases: create, find (or wait for), list, cancel, run; validation and outcomes |
 //! | [`metrics`] | lock-free counters and the Prometheus text format they are served in |
 //! | [`http`] | the task API over HTTP: routes, handlers, the metrics page, the OpenAPI document |
 //! | [`server`] | the HTTP/1.1 server on may coroutines: connections, framing, limits; knows nothing of tasks |
@@ -33,3 +34,4 @@ pub mod server;
 pub mod service;
 pub mod shutdown;
 pub mod store;
+pub mod waiters;

@@ -1,5 +1,5 @@
-//! The use-cases: create a task, find one, list them, and run one on a
-//! worker. Input validation and the mapping of store and queue outcomes to
+//! The use-cases: create a task, find one (at once, or once it has
+//! finished), list them, cancel one, and run one on a worker. Input validation and the mapping of store and queue outcomes to
 //! the answers the API promises live here, so the HTTP layer only translates.
 
 use std::borrow::Cow;
@@ -10,10 +10,11 @@ use log::{info, warn};
 use serde::Deserialize;
 
 use crate::config::WorkRange;
-use crate::domain::{FailureReason, Task, TaskId, TaskStatus};
+use crate::domain::{FailureReason, NotAllowed, Task, TaskId, TaskStatus};
 use crate::metrics::{Counter, Exposition, Histogram, Kind};
 use crate::pool::TaskQueue;
-use crate::store::{Absent, PageQuery, TaskStore};
+use crate::store::{Absent, CancelError, PageQuery, TaskStore, TransitionError};
+use crate::waiters::Registration;
 
 /// What a `POST /tasks` body must be, in the words of its error messages.
 pub const NEW_TASK_SHAPE: &str = "a JSON object with a string \"title\" and an optional string \"description\"";
@@ -48,20 +49,34 @@ pub enum ServiceError {
     InvalidAfter,
     /// The `status` of a listing is not a status name.
     InvalidStatus,
+    /// The `wait` of a `GET /tasks/{id}` is not a number of seconds from 0
+    /// to `MAX_WAIT`, which is `max_seconds`.
+    InvalidWait {
+        /// The most seconds a request may wait (`MAX_WAIT`).
+        max_seconds: u64,
+    },
+    /// The task to cancel has finished already.
+    TaskFinished,
 }
 
 impl ServiceError {
     /// The `error` message of the JSON answer.
-    pub fn message(self) -> &'static str {
-        match self {
+    pub fn message(self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
             Self::InvalidInput => "invalid input",
             Self::InvalidTaskId => "invalid task id",
             Self::TaskNotFound => "task not found",
             Self::TaskExpired => "task expired",
             Self::InvalidLimit => "invalid limit: expected an integer from 1 to 10000",
             Self::InvalidAfter => "invalid after: expected a task id, or 0 for the first page",
-            Self::InvalidStatus => "invalid status: expected one of pending, running, done, failed",
-        }
+            Self::InvalidStatus => "invalid status: expected one of pending, running, done, failed, canceled",
+            Self::InvalidWait { max_seconds } => {
+                return Cow::Owned(format!(
+                    "invalid wait: expected a decimal number of seconds from 0 to {max_seconds}"
+                ));
+            }
+            Self::TaskFinished => "task already finished",
+        })
     }
 }
 
@@ -89,6 +104,7 @@ pub struct TaskService {
     store: Arc<TaskStore>,
     queue: Arc<TaskQueue>,
     work: WorkRange,
+    max_wait: Duration,
     counts: TaskCounts,
 }
 
@@ -98,17 +114,21 @@ struct TaskCounts {
     created: Counter,
     /// Tasks the queue refused, by [`FailureReason`]: full, then closed.
     rejected: [Counter; 2],
+    /// Tasks canceled by `DELETE /tasks/{id}`.
+    canceled: Counter,
     run_time: Histogram,
 }
 
 impl TaskService {
     /// A service storing into `store`, queueing onto `queue`, drawing each
-    /// task's work duration from `work`.
-    pub fn new(store: Arc<TaskStore>, queue: Arc<TaskQueue>, work: WorkRange) -> Self {
+    /// task's work duration from `work`, letting a request wait up to
+    /// `max_wait` for a task to finish.
+    pub fn new(store: Arc<TaskStore>, queue: Arc<TaskQueue>, work: WorkRange, max_wait: Duration) -> Self {
         Self {
             store,
             queue,
             work,
+            max_wait,
             counts: TaskCounts {
                 run_time: Histogram::spanning(Duration::from_millis(work.min_ms), Duration::from_millis(work.max_ms)),
                 ..TaskCounts::default()
@@ -165,6 +185,53 @@ impl TaskService {
         })
     }
 
+    /// The longest a request may wait for a task to finish (`MAX_WAIT`).
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// Runs `read` on the task with this id once it has finished (done,
+    /// failed or canceled), or once `wait` has passed, or at once when
+    /// shutdown has begun, whichever comes first: the request parks its
+    /// coroutine meanwhile, at no cost until one of them happens. A `wait`
+    /// of zero reads at once, as [`find`](Self::find) does; so does an id
+    /// with no task (404, or 410 when evicted).
+    pub fn find_when_finished<R>(
+        &self,
+        id: TaskId,
+        wait: Duration,
+        read: impl FnOnce(&Task) -> R,
+    ) -> Result<R, ServiceError> {
+        if !wait.is_zero() {
+            self.store.wait_until_finished(id, Instant::now() + wait);
+        }
+        self.find(id, read)
+    }
+
+    /// Cancels a pending or running task and runs `read` on it, canceled.
+    /// A pending task will never run (its worker skips it); a running
+    /// task's worker stops at once and takes the next task. Whoever waits
+    /// on the task is answered.
+    pub fn cancel<R>(&self, id: TaskId, read: impl FnOnce(&Task) -> R) -> Result<R, ServiceError> {
+        match self.store.cancel(id, read) {
+            Ok((before, read)) => {
+                self.counts.canceled.increment();
+                info!("task {id} canceled while {before}");
+                Ok(read)
+            }
+            Err(CancelError::Absent(Absent::NotFound)) => Err(ServiceError::TaskNotFound),
+            Err(CancelError::Absent(Absent::Evicted)) => Err(ServiceError::TaskExpired),
+            Err(CancelError::Finished(_)) => Err(ServiceError::TaskFinished),
+        }
+    }
+
+    /// Answers every request waiting for a task, and every later one at
+    /// once: shutdown calls this as it closes the pool. Returns how many
+    /// were waiting.
+    pub fn close_waiting(&self) -> usize {
+        self.store.close_waiting()
+    }
+
     /// Calls `each` for the tasks of one page of the listing, in id order,
     /// until it says the page has no more room, and returns the id the next
     /// page starts after, if tasks may follow.
@@ -172,11 +239,22 @@ impl TaskService {
         self.store.page(query, each)
     }
 
-    /// The worker job: runs the task if it is still pending, sleeping through
-    /// its work duration with may's sleep, and logs its start and completion.
+    /// The worker job: runs the task if it is still pending, parked through
+    /// its work duration unless a cancel wakes it first, and logs its start
+    /// and its end (done or canceled). A task canceled while pending is
+    /// skipped.
     pub fn run(&self, worker: usize, id: TaskId) {
+        // Watching before the task is running, so a cancel from the moment
+        // it runs reaches this worker.
+        let watch = self.store.watch_work(id);
         let planned = match self.store.advance(id, TaskStatus::Running) {
             Ok(work) => work,
+            Err(TransitionError::NotAllowed(NotAllowed {
+                current: TaskStatus::Canceled,
+            })) => {
+                info!("worker {worker}: task {id} skipped: canceled before it started");
+                return;
+            }
             Err(refused) => {
                 warn!("worker {worker}: skipping task {id}: {refused:?}");
                 return;
@@ -184,16 +262,25 @@ impl TaskService {
         };
         info!("worker {worker}: task {id} started, planned {planned:?}");
         let started = Instant::now();
-        may::coroutine::sleep(planned);
+        let canceled = work_through(&watch, planned, started);
+        drop(watch);
         let elapsed = started.elapsed();
-        self.counts.run_time.observe(elapsed);
         let actual = Duration::from_millis(elapsed.as_millis() as u64);
+        if canceled {
+            info!("worker {worker}: task {id} canceled after {actual:?}, planned {planned:?}");
+            return;
+        }
+        self.counts.run_time.observe(elapsed);
         // Logged before the store says done: a shutdown report (which reads
         // the store) taken in between names the task as running, so no
         // task is reported finished without its line in the log.
         info!("worker {worker}: task {id} done in {actual:?}, planned {planned:?}");
-        if let Err(refused) = self.store.advance(id, TaskStatus::Done) {
-            warn!("worker {worker}: task {id} could not be marked done: {refused:?}");
+        match self.store.advance(id, TaskStatus::Done) {
+            Ok(_) => {}
+            Err(TransitionError::NotAllowed(NotAllowed {
+                current: TaskStatus::Canceled,
+            })) => info!("worker {worker}: task {id} canceled as its work ended: it stays canceled"),
+            Err(refused) => warn!("worker {worker}: task {id} could not be marked done: {refused:?}"),
         }
     }
 
@@ -233,6 +320,18 @@ impl TaskService {
             page.sample("worker_pool_tasks_rejected_total", &[("reason", label)], count);
         }
         page.single(
+            "worker_pool_tasks_canceled_total",
+            Kind::Counter,
+            "Tasks canceled by DELETE /tasks/{id}, pending or running.",
+            self.counts.canceled.get(),
+        )
+        .single(
+            "worker_pool_task_waiters",
+            Kind::Gauge,
+            "Requests waiting for a task to finish (GET /tasks/{id}?wait=...).",
+            self.store.waiting_clients(),
+        )
+        .single(
             "worker_pool_queue_depth",
             Kind::Gauge,
             "Task ids waiting in the queue.",
@@ -254,8 +353,9 @@ impl TaskService {
 
     /// The accepted tasks that have not finished (for the shutdown report),
     /// from one pass over the store. Pending and running tasks are never
-    /// evicted, and a worker logs a task done before the store says so; so
-    /// every task answered 201 is either logged done or named here.
+    /// evicted, a worker logs a task done before the store says so, and a
+    /// cancel is logged as the task becomes canceled; so every task
+    /// answered 201 is logged done, logged canceled, or named here.
     pub fn unfinished(&self) -> Unfinished {
         let mut unfinished = Unfinished::default();
         for (id, status) in self.store.ids_with_status(&[TaskStatus::Pending, TaskStatus::Running]) {
@@ -298,6 +398,51 @@ pub fn page_query(limit: Option<&str>, after: Option<&str>, status: Option<&str>
     Ok(PageQuery { after, limit, status })
 }
 
+/// Parses the `wait` of a `GET /tasks/{id}`: seconds as a non-negative
+/// decimal number (`2.5`, `0`, `1e-3`; read as an `f64`), at most `max`.
+/// NaN, infinities, signs other than on zero, and anything but digits, a
+/// point and an exponent are refused, naming the parameter.
+pub fn parse_wait(raw: &str, max: Duration) -> Result<Duration, ServiceError> {
+    let refused = ServiceError::InvalidWait {
+        max_seconds: max.as_secs(),
+    };
+    // Only what a number is made of: `f64::from_str` alone would also take
+    // "inf", "NaN" and "infinity".
+    let numeric = raw
+        .bytes()
+        .all(|byte| byte.is_ascii_digit() || matches!(byte, b'.' | b'e' | b'E' | b'+' | b'-'));
+    match raw.parse::<f64>() {
+        // Compared as read, before any rounding to nanoseconds, so that
+        // nothing above `max` passes. -0 is zero.
+        Ok(seconds) if numeric && seconds >= 0.0 && seconds <= max.as_secs_f64() => {
+            Duration::try_from_secs_f64(seconds).map_err(|_| refused)
+        }
+        _ => Err(refused),
+    }
+}
+
+/// Parks the calling worker through `planned` work from `started`; true if
+/// a cancel woke it first. Only the task finishing wakes a worker's watch
+/// (shutdown does not), and only a cancel can finish a running task other
+/// than its worker.
+fn work_through(watch: &Registration<'_>, planned: Duration, started: Instant) -> bool {
+    if planned.is_zero() {
+        // No work, but still a yield, as a sleep of zero is: a worker
+        // taking a long run of instant tasks does not hold its thread.
+        may::coroutine::sleep(planned);
+        return false;
+    }
+    loop {
+        let left = planned.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return false;
+        }
+        if watch.park(left) {
+            return true;
+        }
+    }
+}
+
 /// Parses a task id as the API accepts it: a decimal integer in i64 range,
 /// optionally signed (as Go's `strconv.ParseInt`), greater than zero.
 pub fn parse_task_id(raw: &str) -> Result<TaskId, ServiceError> {
@@ -313,8 +458,15 @@ mod tests {
 
     fn service(pool_size: usize) -> TaskService {
         let work = WorkRange { min_ms: 1, max_ms: 1 };
-        TaskService::new(Arc::new(TaskStore::new()), Arc::new(TaskQueue::new(pool_size)), work)
+        TaskService::new(
+            Arc::new(TaskStore::new()),
+            Arc::new(TaskQueue::new(pool_size)),
+            work,
+            MAX_WAIT,
+        )
     }
+
+    const MAX_WAIT: Duration = Duration::from_secs(60);
 
     fn input<'a>(title: &'a str, description: Option<&'a str>) -> NewTask<'a> {
         NewTask {
@@ -417,7 +569,7 @@ mod tests {
     fn an_evicted_task_is_expired_not_missing() {
         let work = WorkRange { min_ms: 1, max_ms: 1 };
         let store = Arc::new(TaskStore::with_max_tasks(1));
-        let service = TaskService::new(store, Arc::new(TaskQueue::new(1)), work);
+        let service = TaskService::new(store, Arc::new(TaskQueue::new(1)), work, MAX_WAIT);
         for title in ["queued", "refused", "refused too", "refused last"] {
             service.create(input(title, None)).unwrap();
         }
@@ -475,13 +627,150 @@ mod tests {
             ServiceError::InvalidLimit,
             ServiceError::InvalidAfter,
             ServiceError::InvalidStatus,
+            ServiceError::InvalidWait { max_seconds: 60 },
         ] {
-            let parameter = format!("{error:?}")["Invalid".len()..].to_lowercase();
+            let name = format!("{error:?}");
+            let parameter = name["Invalid".len()..].split(' ').next().unwrap().to_lowercase();
             assert!(
                 error.message().starts_with(&format!("invalid {parameter}:")),
                 "{error:?}"
             );
         }
+        let message = ServiceError::InvalidStatus.message();
+        for status in TaskStatus::ALL {
+            assert!(message.contains(status.as_str()), "{message} names {status}");
+        }
+    }
+
+    #[test]
+    fn a_wait_is_a_non_negative_decimal_up_to_the_maximum() {
+        let max = Duration::from_secs(60);
+        for (raw, expected) in [
+            ("0", Duration::ZERO),
+            ("2.5", Duration::from_millis(2500)),
+            ("60", max),
+            ("060.000", max),
+            ("1e-3", Duration::from_millis(1)),
+            (".5", Duration::from_millis(500)),
+            ("-0", Duration::ZERO),
+        ] {
+            assert_eq!(parse_wait(raw, max), Ok(expected), "{raw:?}");
+        }
+        let refused = Err(ServiceError::InvalidWait { max_seconds: 60 });
+        for raw in [
+            "",
+            "-1",
+            "-0.001",
+            "60.000000000001",
+            "61",
+            "1e400",
+            "NaN",
+            "nan",
+            "inf",
+            "+inf",
+            "infinity",
+            "1s",
+            "0x10",
+            " 1",
+            "1,5",
+            ".",
+            "e1",
+        ] {
+            assert_eq!(parse_wait(raw, max), refused, "{raw:?}");
+        }
+        assert_eq!(
+            parse_wait("0.5", Duration::ZERO),
+            Err(ServiceError::InvalidWait { max_seconds: 0 })
+        );
+        assert_eq!(parse_wait("0", Duration::ZERO), Ok(Duration::ZERO));
+        assert_eq!(
+            ServiceError::InvalidWait { max_seconds: 60 }.message(),
+            "invalid wait: expected a decimal number of seconds from 0 to 60"
+        );
+    }
+
+    #[test]
+    fn cancel_answers_with_the_canceled_task_once() {
+        let service = service(4);
+        service.create(input("t", None)).unwrap();
+        assert_eq!(service.cancel(1, Task::status), Ok(TaskStatus::Canceled));
+        assert_eq!(service.cancel(1, Task::status), Err(ServiceError::TaskFinished));
+        assert_eq!(service.cancel(2, Task::status), Err(ServiceError::TaskNotFound));
+        assert_eq!(service.counts.canceled.get(), 1);
+        service.run(1, 1);
+        assert_eq!(
+            status(&service, 1),
+            Ok(TaskStatus::Canceled),
+            "a canceled task never runs"
+        );
+        assert!(metrics_of(&service).contains("\nworker_pool_task_run_seconds_count 0\n"));
+        assert!(metrics_of(&service).contains("\nworker_pool_tasks_canceled_total 1\n"));
+    }
+
+    fn metrics_of(service: &TaskService) -> String {
+        let mut page = Exposition::default();
+        service.write_metrics(&mut page);
+        page.into_text()
+    }
+
+    #[test]
+    fn a_cancel_interrupts_the_worker_running_the_task() {
+        let work = WorkRange {
+            min_ms: 60_000,
+            max_ms: 60_000,
+        };
+        let store = Arc::new(TaskStore::new());
+        let service = Arc::new(TaskService::new(store, Arc::new(TaskQueue::new(4)), work, MAX_WAIT));
+        service.create(input("long", None)).unwrap();
+        let worker = {
+            let service = service.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                service.run(1, 1);
+                started.elapsed()
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status(&service, 1) != Ok(TaskStatus::Running) {
+            assert!(Instant::now() < deadline, "the task never started");
+            std::thread::yield_now();
+        }
+        service.cancel(1, |_| ()).unwrap();
+        let worked = worker.join().unwrap();
+        assert!(worked < Duration::from_secs(10), "the worker ran on for {worked:?}");
+        assert_eq!(status(&service, 1), Ok(TaskStatus::Canceled));
+        let metrics = metrics_of(&service);
+        assert!(
+            metrics.contains("\nworker_pool_task_run_seconds_count 0\n"),
+            "a canceled task is not a completed one: {metrics}"
+        );
+    }
+
+    #[test]
+    fn find_when_finished_waits_for_the_worker() {
+        let work = WorkRange { min_ms: 50, max_ms: 50 };
+        let store = Arc::new(TaskStore::new());
+        let service = Arc::new(TaskService::new(store, Arc::new(TaskQueue::new(4)), work, MAX_WAIT));
+        service.create(input("t", None)).unwrap();
+        assert_eq!(
+            service.find_when_finished(1, Duration::ZERO, Task::status),
+            Ok(TaskStatus::Pending)
+        );
+        let worker = {
+            let service = service.clone();
+            std::thread::spawn(move || service.run(1, 1))
+        };
+        let started = Instant::now();
+        assert_eq!(
+            service.find_when_finished(1, Duration::from_secs(30), Task::status),
+            Ok(TaskStatus::Done)
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        worker.join().unwrap();
+        assert_eq!(
+            service.find_when_finished(7, Duration::from_secs(30), Task::status),
+            Err(ServiceError::TaskNotFound)
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Graceful shutdown: wait for SIGINT or SIGTERM, stop accepting
-//! connections, close the pool, let the workers drain what was queued, and
-//! report what (if anything) the timeout left unfinished.
+//! connections, close the pool, answer every request waiting for a task,
+//! let the workers drain what was queued, and report what (if anything)
+//! the timeout left unfinished.
 
 use std::fmt;
 use std::io;
@@ -56,6 +57,10 @@ pub fn drain(server: Running, pool: &WorkerPool, service: &TaskService, timeout:
         pool.queue().len(),
         pool.busy()
     );
+    // Waiting requests would otherwise hold their answers (and the clients)
+    // until their deadlines, up to MAX_WAIT into the drain.
+    let answered = service.close_waiting();
+    info!("shutdown: answered {answered} request(s) waiting for a task");
     if pool.wait_stopped(deadline.saturating_duration_since(Instant::now())) {
         info!("shutdown: every queued task completed");
         return Outcome::Drained;

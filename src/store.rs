@@ -6,7 +6,11 @@
 //! shard is write-locked, so concurrent workers and request handlers can
 //! never push a task backwards.
 //!
-//! Eviction removes finished tasks (done or failed) oldest first. A cursor
+//! Every move of a task to a finished status (done, failed, canceled) wakes
+//! whoever waits on it ([`Waiters`]): clients long-polling the task, and
+//! for a cancel, the worker running it.
+//!
+//! Eviction removes finished tasks (done, failed or canceled) oldest first. A cursor
 //! walks the ids upwards; a task it passes while still pending or running is
 //! remembered (kept) and removed once it has finished. So every id below the
 //! cursor is either evicted or kept, which is what lets a lookup tell an
@@ -31,6 +35,7 @@ use std::ops::Bound::{Excluded, Unbounded};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::time::{Duration, Instant};
 
 use crossbeam_queue::SegQueue;
 use dashmap::DashMap;
@@ -38,6 +43,7 @@ use dashmap::mapref::entry::Entry;
 use rustc_hash::FxBuildHasher;
 
 use crate::domain::{FailureReason, NotAllowed, Task, TaskId, TaskStatus};
+use crate::waiters::{WaiterKind, Waiters};
 
 /// Why a status change was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,6 +58,15 @@ impl From<NotAllowed> for TransitionError {
     fn from(refused: NotAllowed) -> Self {
         Self::NotAllowed(refused)
     }
+}
+
+/// Why a task could not be canceled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelError {
+    /// No task is stored under the id.
+    Absent(Absent),
+    /// The task has finished already.
+    Finished(NotAllowed),
 }
 
 /// Why a lookup found no task.
@@ -99,7 +114,7 @@ pub struct StoreStats {
     /// Bytes of task text stored now.
     pub text_bytes: usize,
     /// Tasks stored now in each status, indexed by [`TaskStatus::index`].
-    pub by_status: [usize; 4],
+    pub by_status: [usize; TaskStatus::ALL.len()],
     /// Tasks evicted since start.
     pub evicted: u64,
 }
@@ -134,7 +149,7 @@ pub struct TaskStore {
     /// Bytes of task text stored.
     text_bytes: AtomicUsize,
     /// How many stored tasks are in each status.
-    by_status: [AtomicUsize; 4],
+    by_status: [AtomicUsize; TaskStatus::ALL.len()],
     evicted: AtomicU64,
     bounds: Bounds,
     /// The next id eviction looks at: every id below it is evicted or kept.
@@ -150,6 +165,8 @@ pub struct TaskStore {
     /// Kept ids whose tasks have finished, pushed by whoever finished them,
     /// so eviction finds them without looking.
     finished_kept: SegQueue<TaskId>,
+    /// Coroutines parked until a task finishes.
+    waiters: Waiters,
 }
 
 impl Default for TaskStore {
@@ -187,6 +204,7 @@ impl TaskStore {
             cursor: AtomicI64::new(1),
             kept: Mutex::new(BTreeSet::new()),
             finished_kept: SegQueue::new(),
+            waiters: Waiters::new(),
         }
     }
 
@@ -219,30 +237,110 @@ impl TaskStore {
     pub fn with_task<R>(&self, id: TaskId, read: impl FnOnce(&Task) -> R) -> Result<R, Absent> {
         match self.tasks.get(&id) {
             Some(task) => Ok(read(&task)),
-            None if id < self.cursor.load(Ordering::Acquire) => Err(Absent::Evicted),
-            None => Err(Absent::NotFound),
+            None => Err(self.absent(id)),
+        }
+    }
+
+    /// Why no task is stored under `id`: evicted if the cursor has passed
+    /// it, never stored otherwise.
+    fn absent(&self, id: TaskId) -> Absent {
+        if id < self.cursor.load(Ordering::Acquire) {
+            Absent::Evicted
+        } else {
+            Absent::NotFound
         }
     }
 
     /// Moves a task to `running` or `done` if the lifecycle allows it, and
     /// returns its work duration. Evicts nothing: a worker finishing a task
     /// does O(1) work here, whatever the store holds.
-    pub fn advance(&self, id: TaskId, next: TaskStatus) -> Result<std::time::Duration, TransitionError> {
-        let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
-        let before = task.status();
-        task.advance(next)?;
-        let work = task.work();
-        self.moved(id, before, next);
+    pub fn advance(&self, id: TaskId, next: TaskStatus) -> Result<Duration, TransitionError> {
+        let work = {
+            let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
+            let before = task.status();
+            task.advance(next)?;
+            self.moved(id, before, next);
+            task.work()
+        };
+        if next.is_finished() {
+            self.waiters.wake(id);
+        }
         Ok(work)
     }
 
     /// Marks a pending task `failed` with `reason`. Evicts nothing.
     pub fn fail(&self, id: TaskId, reason: FailureReason) -> Result<(), TransitionError> {
-        let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
-        let before = task.status();
-        task.fail(reason)?;
-        self.moved(id, before, TaskStatus::Failed);
+        {
+            let mut task = self.tasks.get_mut(&id).ok_or(TransitionError::NotFound)?;
+            let before = task.status();
+            task.fail(reason)?;
+            self.moved(id, before, TaskStatus::Failed);
+        }
+        self.waiters.wake(id);
         Ok(())
+    }
+
+    /// Moves a pending or running task to `canceled`, and wakes whoever
+    /// waits on it: waiting clients, and the worker running it, whose work
+    /// is cut short. Returns the status the task had and what `read` made
+    /// of the canceled task (read under the same lock, so an eviction
+    /// cannot come in between). Evicts nothing.
+    pub fn cancel<R>(&self, id: TaskId, read: impl FnOnce(&Task) -> R) -> Result<(TaskStatus, R), CancelError> {
+        let answer = {
+            let Some(mut task) = self.tasks.get_mut(&id) else {
+                return Err(CancelError::Absent(self.absent(id)));
+            };
+            let before = task.status();
+            task.advance(TaskStatus::Canceled).map_err(CancelError::Finished)?;
+            self.moved(id, before, TaskStatus::Canceled);
+            (before, read(&task))
+        };
+        self.waiters.wake(id);
+        Ok(answer)
+    }
+
+    /// Parks the calling coroutine until task `id` has finished, `deadline`
+    /// has passed, or waiting has been closed for shutdown; returns at once
+    /// if none of the three is still ahead, or no task has the id. The
+    /// caller then reads the task as it is.
+    pub fn wait_until_finished(&self, id: TaskId, deadline: Instant) {
+        let finished = |store: &Self| store.with_task(id, |task| task.status().is_finished()).unwrap_or(true);
+        if self.waiters.is_closed() || finished(self) {
+            return;
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            let Some(registration) = self.waiters.register(id, WaiterKind::Client) else {
+                return;
+            };
+            // Read after registering: see `Waiters` on why no move is missed.
+            if finished(self) || registration.park(left) {
+                return;
+            }
+            // Timed out: the timer may fire a little early; wait out the rest.
+        }
+    }
+
+    /// Registers the calling worker as waiting on task `id`, before it
+    /// moves the task to `running`: a cancel from then on wakes it.
+    pub fn watch_work(&self, id: TaskId) -> crate::waiters::Registration<'_> {
+        self.waiters
+            .register(id, WaiterKind::Worker)
+            .expect("workers are always admitted")
+    }
+
+    /// Answers every waiting client at once, and every later one without
+    /// waiting: for shutdown. Returns how many were waiting.
+    pub fn close_waiting(&self) -> usize {
+        self.waiters.close()
+    }
+
+    /// How many clients are waiting for a task to finish.
+    pub fn waiting_clients(&self) -> usize {
+        self.waiters.clients()
     }
 
     /// Counts a move of task `id`, and if it finished after the cursor
@@ -477,7 +575,6 @@ impl<'q, F: FnMut(TaskId, &Task) -> bool> PageWalk<'q, F> {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::*;
 
@@ -728,8 +825,155 @@ mod tests {
         let stats = store.stats();
         assert_eq!(stats.stored, 3);
         assert_eq!(stats.evicted, 2);
-        let [pending, running, done, failed] = stats.by_status;
-        assert_eq!((pending, running, done, failed), (2, 1, 0, 0));
+        let [pending, running, done, failed, canceled] = stats.by_status;
+        assert_eq!((pending, running, done, failed, canceled), (2, 1, 0, 0, 0));
+        store.cancel(4, |_| ()).unwrap();
+        store.cancel(1, |_| ()).unwrap();
+        assert_eq!(store.stats().by_status, [1, 0, 0, 0, 2]);
+    }
+
+    #[test]
+    fn pending_and_running_tasks_are_canceled_finished_ones_are_not() {
+        let store = TaskStore::new();
+        let pending = add(&store);
+        let running = add(&store);
+        store.advance(running, TaskStatus::Running).unwrap();
+        let done = add(&store);
+        finish(&store, done);
+        let status_of = |store: &TaskStore, id| store.with_task(id, Task::status);
+        assert_eq!(
+            store.cancel(pending, Task::status),
+            Ok((TaskStatus::Pending, TaskStatus::Canceled))
+        );
+        assert_eq!(
+            store.cancel(running, Task::status),
+            Ok((TaskStatus::Running, TaskStatus::Canceled))
+        );
+        let finished = |current| Err(CancelError::Finished(NotAllowed { current }));
+        assert_eq!(store.cancel(done, |_| ()), finished(TaskStatus::Done));
+        assert_eq!(store.cancel(pending, |_| ()), finished(TaskStatus::Canceled));
+        assert_eq!(status_of(&store, running), Ok(TaskStatus::Canceled));
+        assert!(
+            store.advance(running, TaskStatus::Done).is_err(),
+            "a canceled task is never done"
+        );
+        assert!(store.advance(pending, TaskStatus::Running).is_err(), "nor run");
+        assert_eq!(store.cancel(99, |_| ()), Err(CancelError::Absent(Absent::NotFound)));
+    }
+
+    #[test]
+    fn canceled_tasks_are_evicted_like_finished_ones() {
+        let store = TaskStore::with_max_tasks(2);
+        let first = add(&store);
+        let second = add(&store);
+        store.cancel(first, |_| ()).unwrap();
+        add(&store);
+        assert_eq!(store.with_task(first, Task::status), Err(Absent::Evicted));
+        assert_eq!(store.cancel(first, |_| ()), Err(CancelError::Absent(Absent::Evicted)));
+        store.advance(second, TaskStatus::Running).unwrap();
+        add(&store);
+        assert_eq!(store.len(), 3, "a running task is kept");
+        store.cancel(second, |_| ()).unwrap();
+        add(&store);
+        assert_eq!(store.with_task(second, Task::status), Err(Absent::Evicted));
+    }
+
+    /// Runs `wait_until_finished` on a thread, returning how long it took.
+    fn wait_on_thread(store: &Arc<TaskStore>, id: TaskId, wait: Duration) -> std::thread::JoinHandle<Duration> {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            store.wait_until_finished(id, started + wait);
+            started.elapsed()
+        })
+    }
+
+    /// Waits until `count` clients are parked (or about to park) on the store.
+    fn await_waiting(store: &TaskStore, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while store.waiting_clients() != count {
+            assert!(
+                Instant::now() < deadline,
+                "{} waiting, not {count}",
+                store.waiting_clients()
+            );
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn a_waiter_returns_when_its_task_finishes_however_it_finishes() {
+        let store = Arc::new(TaskStore::new());
+        let long = Duration::from_secs(30);
+        let [done, canceled, failed] = [add(&store), add(&store), add(&store)];
+        store.advance(done, TaskStatus::Running).unwrap();
+        let waiting: Vec<_> = [done, canceled, failed]
+            .into_iter()
+            .map(|id| wait_on_thread(&store, id, long))
+            .collect();
+        await_waiting(&store, 3);
+        store.advance(done, TaskStatus::Done).unwrap();
+        store.cancel(canceled, |_| ()).unwrap();
+        store.fail(failed, FailureReason::PoolFull).unwrap();
+        for waited in waiting {
+            assert!(waited.join().unwrap() < Duration::from_secs(10));
+        }
+        assert_eq!(store.waiting_clients(), 0);
+    }
+
+    #[test]
+    fn a_waiter_returns_at_its_deadline_or_at_once_when_there_is_nothing_to_wait_for() {
+        let store = Arc::new(TaskStore::new());
+        let pending = add(&store);
+        let waited = wait_on_thread(&store, pending, Duration::from_millis(100))
+            .join()
+            .unwrap();
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        let finished = add(&store);
+        finish(&store, finished);
+        for id in [finished, 99] {
+            let waited = wait_on_thread(&store, id, Duration::from_secs(30)).join().unwrap();
+            assert!(waited < Duration::from_secs(5), "task {id}: {waited:?}");
+        }
+        assert_eq!(store.waiting_clients(), 0);
+    }
+
+    #[test]
+    fn closing_answers_every_waiter_and_later_ones_at_once() {
+        let store = Arc::new(TaskStore::new());
+        let id = add(&store);
+        let waiting: Vec<_> = (0..3)
+            .map(|_| wait_on_thread(&store, id, Duration::from_secs(30)))
+            .collect();
+        await_waiting(&store, 3);
+        assert_eq!(store.close_waiting(), 3);
+        for waited in waiting {
+            assert!(waited.join().unwrap() < Duration::from_secs(10));
+        }
+        let late = wait_on_thread(&store, id, Duration::from_secs(30)).join().unwrap();
+        assert!(late < Duration::from_secs(5), "{late:?}");
+        assert_eq!(store.with_task(id, Task::status), Ok(TaskStatus::Pending));
+    }
+
+    #[test]
+    fn a_cancel_wakes_the_worker_watching_the_task() {
+        let store = Arc::new(TaskStore::new());
+        let id = add(&store);
+        let (parked, has_parked) = std::sync::mpsc::channel();
+        let worker = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let watch = store.watch_work(id);
+                store.advance(id, TaskStatus::Running).unwrap();
+                parked.send(()).unwrap();
+                watch.park(Duration::from_secs(30))
+            })
+        };
+        has_parked.recv().unwrap();
+        store.close_waiting();
+        store.cancel(id, |_| ()).unwrap();
+        assert!(worker.join().unwrap(), "woken by the cancel, not the timeout");
     }
 
     #[test]
@@ -818,7 +1062,6 @@ mod tests {
 mod properties {
     use std::collections::HashSet;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use proptest::collection::vec;
     use proptest::prelude::*;
@@ -835,6 +1078,8 @@ mod properties {
         Start(usize),
         Finish(usize),
         Fail(usize),
+        /// Cancel one of the pending or running tasks.
+        Cancel(usize),
         /// Walk the whole listing, a few tasks a page.
         List,
     }
@@ -845,6 +1090,7 @@ mod properties {
             2 => any::<usize>().prop_map(Op::Start),
             2 => any::<usize>().prop_map(Op::Finish),
             2 => any::<usize>().prop_map(Op::Fail),
+            2 => any::<usize>().prop_map(Op::Cancel),
             1 => Just(Op::List),
         ]
     }
@@ -864,6 +1110,15 @@ mod properties {
                 return;
             }
             Op::List => return assert_listed(store, mine),
+            Op::Cancel(n) => {
+                let unfinished: Vec<usize> = (0..mine.len()).filter(|&i| !mine[i].1.is_finished()).collect();
+                if let Some(&index) = unfinished.get(n % unfinished.len().max(1)) {
+                    let (id, before) = mine[index];
+                    assert_eq!(store.cancel(id, Task::status), Ok((before, TaskStatus::Canceled)));
+                    mine[index].1 = TaskStatus::Canceled;
+                }
+                return;
+            }
             Op::Start(n) => (TaskStatus::Pending, TaskStatus::Running, n),
             Op::Finish(n) => (TaskStatus::Running, TaskStatus::Done, n),
             Op::Fail(n) => (TaskStatus::Pending, TaskStatus::Failed, n),
@@ -916,7 +1171,7 @@ mod properties {
     /// evicted or kept, and every kept task that finished is queued for
     /// eviction (none is forgotten).
     fn assert_invariants(store: &TaskStore) {
-        let mut by_status = [0; 4];
+        let mut by_status = [0; TaskStatus::ALL.len()];
         let mut text_bytes = 0;
         for task in store.tasks.iter() {
             by_status[task.status().index()] += 1;
@@ -958,8 +1213,12 @@ mod properties {
     /// task but the newest (unfinished tasks may take it past the bound).
     fn assert_comes_back_within_bound(store: &TaskStore) {
         let finished = |store: &TaskStore| {
-            let [_, _, done, failed] = store.stats().by_status;
-            done + failed
+            let by_status = store.stats().by_status;
+            TaskStatus::ALL
+                .into_iter()
+                .filter(|status| status.is_finished())
+                .map(|status| by_status[status.index()])
+                .sum::<usize>()
         };
         for _ in 0..=store.len() {
             if !store.over_bound() || finished(store) <= 1 {

@@ -284,7 +284,7 @@ fn the_openapi_document_describes_the_routes_the_server_has() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 7, "{paths:?}");
+    assert_eq!(operations, 8, "{paths:?}");
     assert_eq!(server.get("/nowhere").status, 404);
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 use common::Server;
 use serde_json::json;
+use worker_pool::http::Resource;
 
 const SLOW: [(&str, &str); 3] = [("WORKERS", "1"), ("WORK_MIN_MS", "60000"), ("WORK_MAX_MS", "60000")];
 
@@ -28,12 +29,12 @@ fn other_methods_on_the_collection_are_405_with_allow() {
 fn other_methods_on_a_task_are_405_with_allow() {
     let server = Server::start(&SLOW);
     server.create_task("a");
-    for method in ["POST", "DELETE", "PUT"] {
+    for method in ["POST", "PUT", "PATCH"] {
         let response = server.request(method, "/tasks/1", &[], b"");
         assert_eq!(response.status, 405, "{method}: {response:?}");
         assert_eq!(
             response.header("Allow"),
-            Some("GET, HEAD, OPTIONS"),
+            Some(Resource::Task.allow()),
             "{method}: {response:?}"
         );
         assert_eq!(response.json(), json!({"error":"method not allowed"}), "{method}");
@@ -46,7 +47,7 @@ fn options_is_204_with_allow_and_no_body() {
     let mut conn = server.connect();
     for (target, allow) in [
         ("/tasks", "GET, HEAD, POST, OPTIONS"),
-        ("/tasks/1", "GET, HEAD, OPTIONS"),
+        ("/tasks/1", "GET, HEAD, DELETE, OPTIONS"),
         ("/metrics", "GET, HEAD, OPTIONS"),
     ] {
         let response = conn.request("OPTIONS", target, &[], b"");

@@ -359,7 +359,7 @@ mod tests {
         let reply = handle(&api, "OPTIONS", "/tasks/7", &preflight[..2], "");
         assert_eq!(
             reply.header_value("Access-Control-Allow-Methods"),
-            Some("GET, HEAD, OPTIONS")
+            Some("GET, HEAD, DELETE, OPTIONS")
         );
         assert_eq!(reply.header_value("Access-Control-Allow-Headers"), Some("Content-Type"));
     }

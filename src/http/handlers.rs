@@ -2,6 +2,8 @@
 //! headers and JSON body into the server's [`Response`]. Every error body
 //! is `{"error":"..."}`.
 
+use std::time::Duration;
+
 use bytes::BufMut;
 use serde::Serialize;
 
@@ -21,6 +23,9 @@ pub(crate) fn answer(api: &Api, route: &Route, request: &Request<'_>, reply: &mu
         Route::CreateTask => create_task(service, request.body(), reply),
         Route::GetTask(Ok(id)) => get_task(service, *id, reply),
         Route::GetTask(Err(refused)) => service_error(reply, *refused),
+        Route::WaitForTask(id, wait) => wait_for_task(service, *id, *wait, reply),
+        Route::CancelTask(Ok(id)) => cancel_task(service, *id, reply),
+        Route::CancelTask(Err(refused)) => service_error(reply, *refused),
         Route::Health => status(reply, "ok"),
         Route::Ready if service.is_accepting() => status(reply, "ready"),
         Route::Ready => error(reply, 503, "shutting down"),
@@ -105,6 +110,24 @@ fn get_task(service: &TaskService, id: TaskId, reply: &mut Response) {
     }
 }
 
+/// Answers once the task has finished or `wait` has passed: parks this
+/// connection's coroutine meanwhile (requests pipelined behind it wait
+/// their turn, as HTTP/1.1 answers in order).
+fn wait_for_task(service: &TaskService, id: TaskId, wait: Duration, reply: &mut Response) {
+    reply.set_delayed();
+    let found = service.find_when_finished(id, wait, |task| write_task(reply, id, task));
+    if let Err(refused) = found {
+        service_error(reply, refused);
+    }
+}
+
+fn cancel_task(service: &TaskService, id: TaskId, reply: &mut Response) {
+    let canceled = service.cancel(id, |task| write_task(reply, id, task));
+    if let Err(refused) = canceled {
+        service_error(reply, refused);
+    }
+}
+
 fn create_task(service: &TaskService, body: &[u8], reply: &mut Response) {
     if body.trim_ascii().is_empty() {
         return error(
@@ -151,11 +174,13 @@ fn service_error(reply: &mut Response, refused: ServiceError) {
         | ServiceError::InvalidTaskId
         | ServiceError::InvalidLimit
         | ServiceError::InvalidAfter
-        | ServiceError::InvalidStatus => 400,
+        | ServiceError::InvalidStatus
+        | ServiceError::InvalidWait { .. } => 400,
         ServiceError::TaskNotFound => 404,
+        ServiceError::TaskFinished => 409,
         ServiceError::TaskExpired => 410,
     };
-    error(reply, code, refused.message());
+    error(reply, code, &refused.message());
 }
 
 /// Writes a 200 `{"status": word}` answer.
@@ -225,6 +250,7 @@ pub(crate) mod tests {
             Arc::new(TaskStore::new()),
             Arc::new(TaskQueue::new(pool_size)),
             work,
+            Duration::from_secs(60),
         ))
     }
 
@@ -350,7 +376,12 @@ pub(crate) mod tests {
     fn health_is_ok_and_readiness_ends_with_the_pool() {
         let queue = Arc::new(TaskQueue::new(1));
         let work = WorkRange { min_ms: 1, max_ms: 1 };
-        let service = api_over(TaskService::new(Arc::new(TaskStore::new()), queue.clone(), work));
+        let service = api_over(TaskService::new(
+            Arc::new(TaskStore::new()),
+            queue.clone(),
+            work,
+            Duration::from_secs(60),
+        ));
         let health = call(&service, Route::Health, "");
         assert_eq!(
             (health.status(), json_of(&health)),
@@ -387,8 +418,20 @@ pub(crate) mod tests {
             (
                 Route::ListTasks(Err(ServiceError::InvalidStatus)),
                 400,
-                ServiceError::InvalidStatus.message(),
+                &ServiceError::InvalidStatus.message(),
             ),
+            (
+                Route::GetTask(Err(ServiceError::InvalidWait { max_seconds: 60 })),
+                400,
+                "invalid wait: expected a decimal number of seconds from 0 to 60",
+            ),
+            (Route::CancelTask(Ok(9)), 404, "task not found"),
+            (
+                Route::CancelTask(Err(ServiceError::InvalidTaskId)),
+                400,
+                "invalid task id",
+            ),
+            (Route::WaitForTask(9, Duration::from_secs(30)), 404, "task not found"),
             (Route::NotFound, 404, "not found"),
             (Route::BadTarget, 400, "invalid request target"),
             (Route::MethodNotAllowed(Resource::Task), 405, "method not allowed"),
@@ -402,7 +445,7 @@ pub(crate) mod tests {
             );
         }
         let reply = call(&service, Route::MethodNotAllowed(Resource::Task), "");
-        assert_eq!(reply.header_value("Allow"), Some("GET, HEAD, OPTIONS"));
+        assert_eq!(reply.header_value("Allow"), Some(Resource::Task.allow()));
     }
 
     /// Lists page one of `limit=2` over 3 tasks through `Api::handle`, with
@@ -462,5 +505,34 @@ pub(crate) mod tests {
         ] {
             assert_eq!(link(prefix), "</tasks?after=2&limit=2>; rel=\"next\"", "{prefix:?}");
         }
+    }
+
+    #[test]
+    fn delete_cancels_then_is_409_and_get_shows_canceled() {
+        let service = service(4);
+        call(&service, Route::CreateTask, r#"{"title":"t"}"#);
+        let canceled = call(&service, Route::CancelTask(Ok(1)), "");
+        assert_eq!(
+            (canceled.status(), json_of(&canceled)),
+            (
+                200,
+                serde_json::json!({"id":1,"title":"t","description":"","status":"canceled"})
+            )
+        );
+        let again = call(&service, Route::CancelTask(Ok(1)), "");
+        assert_eq!(
+            (again.status(), json_of(&again)),
+            (409, serde_json::json!({"error":"task already finished"}))
+        );
+        let waited = call(&service, Route::WaitForTask(1, Duration::from_secs(30)), "");
+        assert_eq!(
+            (waited.status(), json_of(&waited)["status"].clone()),
+            (200, "canceled".into())
+        );
+        let listed = call(&service, Route::ListTasks(page_query(None, None, Some("canceled"))), "");
+        assert_eq!(
+            json_of(&listed),
+            serde_json::json!([{"id":1,"title":"t","status":"canceled"}])
+        );
     }
 }

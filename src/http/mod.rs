@@ -57,7 +57,7 @@ impl Handler for Api {
     /// without an `Origin` header (curl, scripts, same-origin GETs) costs
     /// one header lookup and a test of the setting more than its answer.
     fn handle(&self, request: &Request<'_>, response: &mut Response) {
-        let route = route(request.method(), request.target());
+        let route = route(request.method(), request.target(), self.service.max_wait());
         let origin = request.header("Origin");
         if origin.is_some_and(|origin| self.origins.refuses(request, origin)) {
             cors::refuse(response);

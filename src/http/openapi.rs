@@ -19,7 +19,7 @@ mod tests {
         for (path, operations) in paths {
             for method in operations.as_object().expect("path item").keys() {
                 let target = path.replace("{id}", "1");
-                let routed = route(&method.to_uppercase(), &target);
+                let routed = route(&method.to_uppercase(), &target, std::time::Duration::from_secs(60));
                 assert!(
                     !matches!(routed, Route::NotFound | Route::MethodNotAllowed(_) | Route::BadTarget),
                     "{method} {path}: {routed:?}"

@@ -1,15 +1,19 @@
 //! Maps a request's method and target to a route, the way Go's `net/http`
-//! pattern mux does for `GET /tasks`, `POST /tasks` and `GET /tasks/{id}`:
+//! pattern mux does for `GET /tasks`, `POST /tasks`, `GET /tasks/{id}` and
+//! `DELETE /tasks/{id}`:
 //! the query string plays no part in the route, `HEAD` is served wherever
 //! `GET` is, `OPTIONS` on a known path says which methods it allows, a
 //! known path with another method is 405 with the allowed methods, and
 //! `{id}` is one non-empty, percent-decoded path segment.
-//! The listing's page parameters are read from the query string here too,
-//! as Go's `URL.Query` reads them: `+` is a space, the first of a repeated
-//! name counts, unknown names are ignored.
+//! The listing's page parameters, and the `wait` of `GET /tasks/{id}`, are
+//! read from the query string here too, as Go's `URL.Query` reads them: `+`
+//! is a space, the first of a repeated name counts, unknown names are
+//! ignored.
+
+use std::time::Duration;
 
 use crate::domain::TaskId;
-use crate::service::{ServiceError, page_query, parse_task_id};
+use crate::service::{ServiceError, page_query, parse_task_id, parse_wait};
 use crate::store::PageQuery;
 
 /// What a request asks for.
@@ -19,8 +23,14 @@ pub enum Route {
     ListTasks(Result<PageQuery, ServiceError>),
     /// `POST /tasks`.
     CreateTask,
-    /// `GET /tasks/{id}`, with the id as parsed.
+    /// `GET /tasks/{id}`, with the id as parsed (or the `wait` refused),
+    /// answered at once: no `wait`, or a `wait` of 0.
     GetTask(Result<TaskId, ServiceError>),
+    /// `GET /tasks/{id}?wait=SECONDS`: answered once the task has finished,
+    /// or after the wait (above zero, at most `MAX_WAIT`).
+    WaitForTask(TaskId, Duration),
+    /// `DELETE /tasks/{id}`: cancel the task.
+    CancelTask(Result<TaskId, ServiceError>),
     /// No route has this path.
     NotFound,
     /// `GET /healthz`: the process is up.
@@ -45,7 +55,7 @@ impl Route {
     pub fn resource(&self) -> Option<Resource> {
         match self {
             Self::ListTasks(_) | Self::CreateTask => Some(Resource::Tasks),
-            Self::GetTask(_) => Some(Resource::Task),
+            Self::GetTask(_) | Self::WaitForTask(..) | Self::CancelTask(_) => Some(Resource::Task),
             Self::Health => Some(Resource::Health),
             Self::Ready => Some(Resource::Ready),
             Self::Metrics => Some(Resource::Metrics),
@@ -102,37 +112,43 @@ impl Resource {
     pub fn allow(self) -> &'static str {
         match self {
             Self::Tasks => "GET, HEAD, POST, OPTIONS",
+            Self::Task => "GET, HEAD, DELETE, OPTIONS",
             _ => "GET, HEAD, OPTIONS",
         }
     }
 }
 
 /// Routes one request. `HEAD` is routed as `GET`; the server leaves out
-/// the body.
-pub fn route(method: &str, target: &str) -> Route {
+/// the body. A `wait` above `max_wait` (`MAX_WAIT`) is refused here.
+pub fn route(method: &str, target: &str, max_wait: Duration) -> Route {
     let readable = method == "GET" || method == "HEAD";
-    let Some(path) = path_of(target) else {
+    // One scan for the query, whose position both halves are cut at.
+    let (path, query) = match target.as_bytes().iter().position(|&byte| byte == b'?') {
+        Some(at) => (&target[..at], &target[at + 1..]),
+        None => (target, ""),
+    };
+    let Some(path) = path_of(path) else {
         return Route::BadTarget;
     };
     match path.strip_prefix("/tasks") {
-        Some(rest) => task_routes(method, rest, readable, target),
+        Some(rest) => task_routes(method, rest, readable, query, max_wait),
         None => operations_route(method, path, readable),
     }
 }
 
 /// The routes under `/tasks`, the busy ones, so they are tried first;
-/// `rest` is the path after `/tasks`.
-fn task_routes(method: &str, rest: &str, readable: bool, target: &str) -> Route {
+/// `rest` is the path after `/tasks`, `query` the query string.
+fn task_routes(method: &str, rest: &str, readable: bool, query: &str, max_wait: Duration) -> Route {
     if rest.is_empty() {
         return match method {
-            _ if readable => Route::ListTasks(list_query(query_of(target))),
+            _ if readable => Route::ListTasks(list_query(query)),
             "POST" => Route::CreateTask,
             _ => unanswered(method, Resource::Tasks),
         };
     }
     match rest.strip_prefix('/') {
         Some(segment) if !segment.is_empty() && !segment.as_bytes().contains(&b'/') => {
-            task_route(method, segment, readable)
+            task_route(method, segment, readable, query, max_wait)
         }
         _ => Route::NotFound,
     }
@@ -161,22 +177,44 @@ fn operations_route(method: &str, path: &str, readable: bool) -> Route {
 }
 
 /// The route for `/tasks/{segment}`.
-fn task_route(method: &str, segment: &str, readable: bool) -> Route {
-    if !segment.as_bytes().contains(&b'%') {
-        return if readable {
-            Route::GetTask(parse_task_id(segment))
-        } else {
-            unanswered(method, Resource::Task)
-        };
-    }
-    match percent_decode(segment) {
-        None => Route::BadTarget,
-        Some(_) if !readable => unanswered(method, Resource::Task),
-        Some(decoded) => Route::GetTask(
-            String::from_utf8(decoded)
+fn task_route(method: &str, segment: &str, readable: bool, query: &str, max_wait: Duration) -> Route {
+    let id = if !segment.as_bytes().contains(&b'%') {
+        parse_task_id(segment)
+    } else {
+        match percent_decode(segment) {
+            None => return Route::BadTarget,
+            Some(decoded) => String::from_utf8(decoded)
                 .map_err(|_| ServiceError::InvalidTaskId)
                 .and_then(|id| parse_task_id(&id)),
-        ),
+        }
+    };
+    match method {
+        _ if readable => read_task_route(id, query, max_wait),
+        "DELETE" => Route::CancelTask(id),
+        _ => unanswered(method, Resource::Task),
+    }
+}
+
+/// `GET /tasks/{id}`, at once or waiting as its query's `wait` asks; a bad
+/// id is refused before a bad `wait`.
+fn read_task_route(id: Result<TaskId, ServiceError>, query: &str, max_wait: Duration) -> Route {
+    let id = match id {
+        Ok(id) if !query.is_empty() => id,
+        _ => return Route::GetTask(id),
+    };
+    let [wait] = query_values(query, ["wait"]);
+    let Some(raw) = wait else {
+        return Route::GetTask(Ok(id));
+    };
+    let wait = form_decode(raw)
+        .ok_or(ServiceError::InvalidWait {
+            max_seconds: max_wait.as_secs(),
+        })
+        .and_then(|raw| parse_wait(&raw, max_wait));
+    match wait {
+        Ok(wait) if wait.is_zero() => Route::GetTask(Ok(id)),
+        Ok(wait) => Route::WaitForTask(id, wait),
+        Err(refused) => Route::GetTask(Err(refused)),
     }
 }
 
@@ -213,18 +251,9 @@ fn form_decode(raw: &str) -> Option<String> {
     String::from_utf8(percent_decode(&spaced)?).ok()
 }
 
-/// The query string of a request target, without the `?` (empty if none).
-fn query_of(target: &str) -> &str {
-    target.split_once('?').map_or("", |(_, query)| query)
-}
-
-/// The path of an origin-form (`/tasks?x`) or absolute-form
-/// (`http://host/tasks`) request target, without its query.
-fn path_of(target: &str) -> Option<&str> {
-    let path = match target.as_bytes().iter().position(|&byte| byte == b'?') {
-        Some(query) => &target[..query],
-        None => target,
-    };
+/// The path of an origin-form (`/tasks`) or absolute-form
+/// (`http://host/tasks`) request target, its query already cut off.
+fn path_of(path: &str) -> Option<&str> {
     if path.starts_with('/') {
         return Some(path);
     }
@@ -263,8 +292,10 @@ fn hex_digit(byte: u8) -> Option<u8> {
 mod tests {
     use super::*;
 
+    const MAX_WAIT: Duration = Duration::from_secs(60);
+
     fn routed(method: &str, target: &str) -> Route {
-        route(method, target)
+        route(method, target, MAX_WAIT)
     }
 
     #[test]
@@ -283,7 +314,11 @@ mod tests {
 
     #[test]
     fn head_is_served_wherever_get_is() {
-        assert_eq!(route("HEAD", "/tasks/3"), Route::GetTask(Ok(3)));
+        assert_eq!(routed("HEAD", "/tasks/3"), Route::GetTask(Ok(3)));
+        assert_eq!(
+            routed("HEAD", "/tasks/3?wait=1"),
+            Route::WaitForTask(3, Duration::from_secs(1))
+        );
         assert!(matches!(routed("HEAD", "/tasks"), Route::ListTasks(Ok(_))));
     }
 
@@ -299,8 +334,10 @@ mod tests {
         assert_eq!(routed("DELETE", "/tasks"), Route::MethodNotAllowed(Resource::Tasks));
         assert_eq!(routed("POST", "/tasks/1"), Route::MethodNotAllowed(Resource::Task));
         assert_eq!(routed("PUT", "/tasks/abc"), Route::MethodNotAllowed(Resource::Task));
+        assert_eq!(routed("delete", "/tasks/1"), Route::MethodNotAllowed(Resource::Task));
         assert_eq!(routed("get", "/tasks"), Route::MethodNotAllowed(Resource::Tasks));
         assert_eq!(Resource::Tasks.allow(), "GET, HEAD, POST, OPTIONS");
+        assert_eq!(Resource::Task.allow(), "GET, HEAD, DELETE, OPTIONS");
     }
 
     #[test]
@@ -324,12 +361,67 @@ mod tests {
             let target = resource.label().replace("{id}", "1");
             let allowed: Vec<&str> = resource.allow().split(", ").collect();
             for method in others {
-                let routed = route(method, &target);
+                let routed = routed(method, &target);
                 assert_eq!(routed.resource(), Some(resource), "{method} {target}");
                 let refused = matches!(routed, Route::MethodNotAllowed(_));
                 assert_eq!(refused, !allowed.contains(&method), "{method} {target}: {routed:?}");
             }
         }
+    }
+
+    #[test]
+    fn delete_cancels_a_task_by_its_id() {
+        assert_eq!(routed("DELETE", "/tasks/7"), Route::CancelTask(Ok(7)));
+        assert_eq!(routed("DELETE", "/tasks/%37?wait=x"), Route::CancelTask(Ok(7)));
+        assert_eq!(
+            routed("DELETE", "/tasks/0"),
+            Route::CancelTask(Err(ServiceError::InvalidTaskId))
+        );
+        assert_eq!(routed("DELETE", "/tasks/%zz"), Route::BadTarget);
+        assert_eq!(routed("DELETE", "/tasks/1/x"), Route::NotFound);
+        assert_eq!(routed("DELETE", "/tasks/1").resource(), Some(Resource::Task));
+    }
+
+    #[test]
+    fn a_wait_in_the_query_makes_the_get_wait() {
+        let refused = Route::GetTask(Err(ServiceError::InvalidWait { max_seconds: 60 }));
+        assert_eq!(
+            routed("GET", "/tasks/4?wait=2.5"),
+            Route::WaitForTask(4, Duration::from_millis(2500))
+        );
+        assert_eq!(
+            routed("GET", "/tasks/4?x=1&wait=60&wait=nope"),
+            Route::WaitForTask(4, MAX_WAIT)
+        );
+        assert_eq!(
+            routed("GET", "/tasks/4?wait=%31e-3"),
+            Route::WaitForTask(4, Duration::from_millis(1))
+        );
+        for target in ["/tasks/4?wait=0", "/tasks/4?wait=0.0", "/tasks/4?wait_=5", "/tasks/4?"] {
+            assert_eq!(routed("GET", target), Route::GetTask(Ok(4)), "{target}");
+        }
+        for target in [
+            "/tasks/4?wait=",
+            "/tasks/4?wait",
+            "/tasks/4?wait=61",
+            "/tasks/4?wait=-1",
+            "/tasks/4?wait=NaN",
+            "/tasks/4?wait=inf",
+            "/tasks/4?wait=%zz",
+            "/tasks/4?wait=+1",
+        ] {
+            assert_eq!(routed("GET", target), refused, "{target}");
+        }
+        assert_eq!(
+            routed("GET", "/tasks/x?wait=nope"),
+            Route::GetTask(Err(ServiceError::InvalidTaskId)),
+            "the id is checked first"
+        );
+        assert_eq!(
+            route("GET", "/tasks/4?wait=1", Duration::ZERO),
+            Route::GetTask(Err(ServiceError::InvalidWait { max_seconds: 0 }))
+        );
+        assert_eq!(routed("GET", "/tasks/4?wait=1").resource(), Some(Resource::Task));
     }
 
     #[test]

@@ -122,6 +122,7 @@ impl<T: Transport> Connection<T> {
                 peer,
                 response: Response::default(),
                 output: Vec::new(),
+                date: [0; date::LINE_LEN],
             },
             pending: None,
             body: Vec::new(),
@@ -142,9 +143,9 @@ impl<T: Transport> Connection<T> {
     }
 
     fn run(&mut self, limits: &Limits) -> End {
-        let mut date = date::line();
+        self.answers.date = date::line();
         loop {
-            match self.next_request(limits, &date) {
+            match self.next_request(limits) {
                 Ok(Step::Answered(true)) => return End::Close,
                 Ok(Step::Answered(false)) if self.answers.output.len() >= MAX_UNWRITTEN => {
                     if self.flush().is_err() {
@@ -159,7 +160,7 @@ impl<T: Transport> Connection<T> {
                     if let Some(end) = self.fill(limits) {
                         return end;
                     }
-                    date = date::line();
+                    self.answers.date = date::line();
                 }
                 Err(refusal) => return End::Refuse(refusal),
             }
@@ -167,17 +168,17 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Answers the next request in the input if it is complete.
-    fn next_request(&mut self, limits: &Limits, date: &[u8]) -> Result<Step, Refusal> {
+    fn next_request(&mut self, limits: &Limits) -> Result<Step, Refusal> {
         match self.pending.take() {
-            Some(pending) => self.continue_body(pending, date),
-            None => self.start_request(limits, date),
+            Some(pending) => self.continue_body(pending),
+            None => self.start_request(limits),
         }
     }
 
     /// Looks for a complete head at the start of the input; answers the
     /// request at once if its body is in too.
     #[inline(never)] // its header slots need not stay on the stack while the connection waits
-    fn start_request(&mut self, limits: &Limits, date: &[u8]) -> Result<Step, Refusal> {
+    fn start_request(&mut self, limits: &Limits) -> Result<Step, Refusal> {
         let input = self.input.data();
         if input.is_empty() {
             return Ok(Step::NeedMore);
@@ -208,7 +209,7 @@ impl<T: Transport> Connection<T> {
             Framing::Length(length) if length > limits.max_body_bytes as u64 => Err(Refusal::BodyTooLarge),
             Framing::Length(length) if body_input.len() as u64 >= length => {
                 let body = &body_input[..length as usize];
-                let close = self.answers.answer(&request, body, &head, date);
+                let close = self.answers.answer(&request, body, &head);
                 self.input.consume(len + length as usize);
                 Ok(Step::Answered(close))
             }
@@ -218,7 +219,7 @@ impl<T: Transport> Connection<T> {
                 self.body.clear();
                 match decoder.decode(body_input, &mut self.body)? {
                     Progress::Done(used) => {
-                        let close = self.answers.answer(&request, &self.body, &head, date);
+                        let close = self.answers.answer(&request, &self.body, &head);
                         self.input.consume(len + used);
                         self.release_body();
                         Ok(Step::Answered(close))
@@ -251,7 +252,7 @@ impl<T: Transport> Connection<T> {
 
     /// Takes the body of the request set aside, and answers it once whole.
     #[inline(never)] // as `start_request`
-    fn continue_body(&mut self, mut pending: Pending, date: &[u8]) -> Result<Step, Refusal> {
+    fn continue_body(&mut self, mut pending: Pending) -> Result<Step, Refusal> {
         let (used, body): (usize, &[u8]) = match (&mut pending.chunked, pending.head.framing) {
             (Some(decoder), _) => match decoder.decode(self.input.data(), &mut self.body)? {
                 Progress::Done(used) => (used, &self.body),
@@ -271,7 +272,7 @@ impl<T: Transport> Connection<T> {
         };
         let mut slots = head::header_slots();
         let (request, _) = head::parse(&pending.head_bytes, &mut slots)?.ok_or(Refusal::MalformedHead)?;
-        let close = self.answers.answer(&request, body, &pending.head, date);
+        let close = self.answers.answer(&request, body, &pending.head);
         self.input.consume(used);
         self.release_body();
         Ok(Step::Answered(close))
@@ -440,13 +441,16 @@ struct Answers {
     response: Response,
     /// Encoded answers not yet written to the socket.
     output: Vec<u8>,
+    /// The `Date` line of the answers being made: read once per batch of
+    /// requests, and again after a handler that waited.
+    date: [u8; date::LINE_LEN],
 }
 
 impl Answers {
     /// Calls the handler for one request and encodes its answer; true if
     /// the connection closes after it. A handler that panics is answered
     /// 500 and closes the connection: its state cannot be trusted.
-    fn answer(&mut self, parsed: &httparse::Request<'_, '_>, body: &[u8], head: &Head, date: &[u8]) -> bool {
+    fn answer(&mut self, parsed: &httparse::Request<'_, '_>, body: &[u8], head: &Head) -> bool {
         let method = parsed.method.unwrap_or_default();
         let request =
             Request::new(method, parsed.path.unwrap_or_default(), parsed.headers, body).from_peer(self.peer.ip());
@@ -465,7 +469,12 @@ impl Answers {
         } else {
             ConnectionHeader::Default
         };
-        response.encode(&mut self.output, date, head.is_head, connection);
+        if response.is_delayed() {
+            // The batch's clock reading is as old as the wait: this answer,
+            // and those after it in the batch, are made now.
+            self.date = date::line();
+        }
+        response.encode(&mut self.output, &self.date, head.is_head, connection);
         connection == ConnectionHeader::Close
     }
 }

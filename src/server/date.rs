@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n`.
-const LINE_LEN: usize = 37;
+pub(crate) const LINE_LEN: usize = 37;
 
 struct Cached {
     second: u64,

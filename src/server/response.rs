@@ -13,6 +13,8 @@ pub struct Response {
     /// Header lines, each ending in CRLF.
     headers: Vec<u8>,
     body: Vec<u8>,
+    /// The handler parked before answering: see [`Response::set_delayed`].
+    delayed: bool,
 }
 
 impl Default for Response {
@@ -22,6 +24,7 @@ impl Default for Response {
             content_type: None,
             headers: Vec::new(),
             body: Vec::new(),
+            delayed: false,
         }
     }
 }
@@ -76,12 +79,26 @@ impl Response {
         &self.body
     }
 
+    /// Tells the server that the handler parked (waited) before answering.
+    /// The server reads the clock for `Date` once per batch of requests,
+    /// before answering them; after a wait it reads it again, so the answer
+    /// is dated when it was made, not when the wait began.
+    pub fn set_delayed(&mut self) {
+        self.delayed = true;
+    }
+
+    /// Whether [`set_delayed`](Self::set_delayed) was called.
+    pub fn is_delayed(&self) -> bool {
+        self.delayed
+    }
+
     /// Empties it for the next answer, keeping its buffers.
     pub fn clear(&mut self) {
         self.status = 200;
         self.content_type = None;
         self.headers.clear();
         self.body.clear();
+        self.delayed = false;
     }
 
     /// Appends the answer to `out` as HTTP/1.1. `date` is the `Date` line;
@@ -286,5 +303,18 @@ mod tests {
         response.header("Link", "</tasks?after=2>; rel=\"next\"");
         assert_eq!(response.header_value("link"), Some("</tasks?after=2>; rel=\"next\""));
         assert_eq!(response.header_value("Allow"), None);
+    }
+
+    #[test]
+    fn a_delay_is_noted_for_one_answer_only() {
+        let mut response = json(200, "");
+        assert!(!response.is_delayed());
+        response.set_delayed();
+        assert!(response.is_delayed());
+        response.clear();
+        assert!(
+            !response.is_delayed(),
+            "the next answer on the connection starts afresh"
+        );
     }
 }
