@@ -208,6 +208,16 @@ mod tests {
         assert!(kept.contains("Connection: keep-alive\r\n"));
     }
 
+    /// `input` cut wherever `cuts` say (each taken modulo its length + 1),
+    /// in order; some pieces may be empty.
+    fn split_at<'a>(input: &'a [u8], cuts: &[usize]) -> Vec<&'a [u8]> {
+        let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
+        bounds.push(0);
+        bounds.push(input.len());
+        bounds.sort_unstable();
+        bounds.windows(2).map(|pair| &input[pair[0]..pair[1]]).collect()
+    }
+
     proptest! {
         #[test]
         fn any_split_of_the_requests_gets_the_same_answers(
@@ -217,11 +227,7 @@ mod tests {
             let requests = [GET, POST, CHUNKED, HEAD];
             let input: Vec<u8> = order.iter().flat_map(|&i| requests[i].to_vec()).collect();
             let whole = undated(&serve(&[&input]));
-            let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
-            bounds.push(0);
-            bounds.push(input.len());
-            bounds.sort_unstable();
-            let pieces: Vec<&[u8]> = bounds.windows(2).map(|pair| &input[pair[0]..pair[1]]).collect();
+            let pieces = split_at(&input, &cuts);
             let split = undated(&serve(&pieces));
             prop_assert_eq!(statuses(&whole).len(), order.len());
             prop_assert_eq!(whole, split);
@@ -232,11 +238,7 @@ mod tests {
             input in prop::collection::vec(any::<u8>(), 0..300),
             cuts in prop::collection::vec(any::<usize>(), 0..6),
         ) {
-            let mut bounds: Vec<usize> = cuts.iter().map(|cut| cut % (input.len() + 1)).collect();
-            bounds.push(0);
-            bounds.push(input.len());
-            bounds.sort_unstable();
-            let pieces: Vec<&[u8]> = bounds.windows(2).map(|pair| &input[pair[0]..pair[1]]).collect();
+            let pieces = split_at(&input, &cuts);
             let whole = undated(&serve(&[&input]));
             prop_assert_eq!(whole, undated(&serve(&pieces)));
         }
