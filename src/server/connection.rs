@@ -16,7 +16,7 @@ use crate::server::chunked::{ChunkedDecoder, Progress};
 use crate::server::head::{self, Framing, Head, Refusal};
 use crate::server::listener::Admission;
 use crate::server::request::Request;
-use crate::server::response::{ConnectionHeader, Response, write_refusal};
+use crate::server::response::{ConnectionHeader, Response, refusal_bytes, write_refusal};
 use crate::server::{Handler, Limits, MAX_UNWRITTEN, buffers, date};
 
 /// The least room made for each read: small, because an idle connection
@@ -403,7 +403,7 @@ impl<T: Transport> Connection<T> {
         }
         let unread = !self.input.data().is_empty() || self.stream.has_unread();
         if unread {
-            linger_close(&mut self.stream, LINGER.min(limits.idle_timeout), unread_limit(limits));
+            self.linger_close(limits);
         }
         // Otherwise dropping the stream closes it, and the kernel sends the
         // client its end-of-file after the answers.
@@ -413,24 +413,22 @@ impl<T: Transport> Connection<T> {
     fn refuse(mut self, refusal: Refusal, limits: &Limits) {
         debug!("connection from {}: refused: {}", self.peer, refusal.message());
         self.answers.handler.refused(refusal.status());
-        let answers = &mut self.answers;
-        write_refusal(&mut answers.response, refusal);
-        answers
-            .response
-            .encode(&mut answers.output, &date::line(), false, ConnectionHeader::Close);
+        self.answers.output.extend_from_slice(&refusal_bytes(refusal));
         if self.flush().is_ok() {
-            linger_close(&mut self.stream, LINGER.min(limits.idle_timeout), unread_limit(limits));
+            self.linger_close(limits);
         }
+    }
+
+    /// [`linger_close`] within the connection's limits: at most a second
+    /// (or the idle timeout, if shorter), at most a request's worth of bytes.
+    fn linger_close(&mut self, limits: &Limits) {
+        let unread_limit = limits.max_body_bytes + limits.max_header_bytes;
+        linger_close(&mut self.stream, LINGER.min(limits.idle_timeout), unread_limit);
     }
 }
 
 /// How long a closing connection waits for its client to stop sending.
 const LINGER: Duration = Duration::from_secs(1);
-
-/// The most a closing connection reads from a client that goes on sending.
-fn unread_limit(limits: &Limits) -> usize {
-    limits.max_body_bytes + limits.max_header_bytes
-}
 
 /// The application's side of a connection: the handler, and the answers
 /// it has written that are waiting to be sent.
