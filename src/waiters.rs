@@ -86,13 +86,15 @@ impl Waiters {
     pub fn register(&self, id: TaskId, kind: WaiterKind) -> Option<Registration<'_>> {
         let blocker = Blocker::current();
         self.registered.fetch_add(1, Ordering::SeqCst);
-        if kind == WaiterKind::Client {
-            self.clients.fetch_add(1, Ordering::Relaxed);
-        }
         self.lists.entry(id).or_default().push(Waiter {
             blocker: blocker.clone(),
             kind,
         });
+        // Counted once in the list, so that a count of n waiting clients
+        // means n that a close would find and wake.
+        if kind == WaiterKind::Client {
+            self.clients.fetch_add(1, Ordering::Relaxed);
+        }
         let registration = Registration {
             waiters: self,
             id,

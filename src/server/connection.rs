@@ -13,11 +13,12 @@ use log::debug;
 use may::net::TcpStream;
 
 use crate::server::chunked::{ChunkedDecoder, Progress};
-use crate::server::head::{self, Framing, Head, Refusal};
+use crate::server::head::{self, Framing, Head, HeaderLines, ParsedHead, Refusal};
 use crate::server::listener::Admission;
 use crate::server::request::Request;
 use crate::server::response::{ConnectionHeader, Response, refusal_bytes, write_refusal};
 use crate::server::{Handler, Limits, MAX_UNWRITTEN, buffers, date};
+use httparse::Header;
 
 /// The least room made for each read: small, because an idle connection
 /// keeps its buffer; it grows with what a request needs.
@@ -42,8 +43,15 @@ const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// What a connection needs of its socket; a trait so that the whole
 /// connection loop can run against bytes in memory in tests and benchmarks.
 pub(crate) trait Transport: Read + Write {
-    /// Bounds the next reads (`TimedOut` past it).
+    /// Bounds the next reads that wait (`TimedOut` past it).
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
+    /// Bounds the next writes that wait.
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
+    /// Reads what has arrived, without waiting: `WouldBlock` if nothing has.
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Writes what the client has room for, without waiting: `WouldBlock`
+    /// if it has none.
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize>;
     /// Ends one or both directions.
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
     /// Whether the client has sent bytes not read yet.
@@ -53,6 +61,20 @@ pub(crate) trait Transport: Read + Write {
 impl Transport for TcpStream {
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()> {
         TcpStream::set_read_timeout(self, Some(timeout))
+    }
+
+    fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, Some(timeout))
+    }
+
+    // may's sockets are non-blocking underneath: the std socket inside
+    // answers at once.
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&mut self.inner()).read(buf)
+    }
+
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&mut self.inner()).write(buf)
     }
 
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
@@ -79,8 +101,11 @@ pub(crate) struct Connection<T: Transport> {
     head_started: Option<Instant>,
     /// Bytes of the head being read that were already looked at.
     scanned: usize,
-    /// The read timeout set on the socket now.
+    /// The read timeout set on the socket now: none until a read first
+    /// has to wait.
     read_timeout: Option<Duration>,
+    /// Whether the write timeout is set: not until a write first has to wait.
+    write_timeout_set: bool,
 }
 
 /// A request waiting for its body: its head is kept apart (so the input
@@ -129,6 +154,7 @@ impl<T: Transport> Connection<T> {
             head_started: None,
             scanned: 0,
             read_timeout: None,
+            write_timeout_set: false,
         }
     }
 
@@ -177,7 +203,7 @@ impl<T: Transport> Connection<T> {
 
     /// Looks for a complete head at the start of the input; answers the
     /// request at once if its body is in too.
-    #[inline(never)] // its header slots need not stay on the stack while the connection waits
+    #[inline(never)] // its header lines need not stay on the stack while the connection waits
     fn start_request(&mut self, limits: &Limits) -> Result<Step, Refusal> {
         let input = self.input.data();
         if input.is_empty() {
@@ -185,23 +211,23 @@ impl<T: Transport> Connection<T> {
         }
         let worth_parsing = input.len() <= ALWAYS_PARSED || input[self.scanned..].contains(&b'\n');
         self.scanned = input.len();
-        let mut slots = head::header_slots();
-        let parsed = if worth_parsing {
-            head::parse(input, &mut slots)?
+        let mut headers = HeaderLines::new();
+        let Some(request) = (if worth_parsing {
+            head::parse(input, &mut headers)?
         } else {
             None
-        };
-        let Some((request, len)) = parsed else {
+        }) else {
             if input.len() > limits.max_header_bytes {
                 return Err(Refusal::HeadTooLarge);
             }
             self.head_started.get_or_insert_with(Instant::now);
             return Ok(Step::NeedMore);
         };
+        let len = request.len;
         if len > limits.max_header_bytes {
             return Err(Refusal::HeadTooLarge);
         }
-        let head = head::inspect(&request, len)?;
+        let head = request.head?;
         self.head_started = None;
         self.scanned = 0;
         let body_input = &input[len..];
@@ -209,22 +235,30 @@ impl<T: Transport> Connection<T> {
             Framing::Length(length) if length > limits.max_body_bytes as u64 => Err(Refusal::BodyTooLarge),
             Framing::Length(length) if body_input.len() as u64 >= length => {
                 let body = &body_input[..length as usize];
-                let close = self.answers.answer(&request, body, &head);
+                let close = self.answers.answer(&request, &headers, body, &head);
+                drop(headers); // they borrow the input
                 self.input.consume(len + length as usize);
                 Ok(Step::Answered(close))
             }
-            Framing::Length(_) => self.await_body(head, None),
+            Framing::Length(_) => {
+                drop(headers);
+                self.await_body(head, None)
+            }
             Framing::Chunked => {
                 let mut decoder = ChunkedDecoder::new(limits.max_body_bytes);
                 self.body.clear();
                 match decoder.decode(body_input, &mut self.body)? {
                     Progress::Done(used) => {
-                        let close = self.answers.answer(&request, &self.body, &head);
+                        let close = self.answers.answer(&request, &headers, &self.body, &head);
+                        drop(headers);
                         self.input.consume(len + used);
                         self.release_body();
                         Ok(Step::Answered(close))
                     }
-                    Progress::NeedMore => self.await_body(head, Some(decoder)),
+                    Progress::NeedMore => {
+                        drop(headers);
+                        self.await_body(head, Some(decoder))
+                    }
                 }
             }
         }
@@ -270,9 +304,9 @@ impl<T: Transport> Connection<T> {
                 return Ok(Step::NeedMore);
             }
         };
-        let mut slots = head::header_slots();
-        let (request, _) = head::parse(&pending.head_bytes, &mut slots)?.ok_or(Refusal::MalformedHead)?;
-        let close = self.answers.answer(&request, body, &pending.head);
+        let mut headers = HeaderLines::new();
+        let request = head::parse(&pending.head_bytes, &mut headers)?.ok_or(Refusal::MalformedHead)?;
+        let close = self.answers.answer(&request, &headers, body, &pending.head);
         self.input.consume(used);
         self.release_body();
         Ok(Step::Answered(close))
@@ -287,13 +321,12 @@ impl<T: Transport> Connection<T> {
 
     /// Reads more from the client; `Some` when the connection ends instead.
     fn fill(&mut self, limits: &Limits) -> Option<End> {
-        self.set_read_timeout(limits);
-        let read = if self.pending.is_none() && self.input.data().is_empty() {
-            self.read_between_requests()
-        } else {
-            let room = self.room_to_read().min(limits.max_body_bytes + READ_CHUNK);
-            let read = self.stream.read(self.input.spare(room));
-            read.inspect(|&read| self.input.filled(read))
+        let read = match self.first_read_at_once(limits) {
+            Some(read) => read,
+            None => {
+                self.set_read_timeout(limits);
+                self.read_input(limits, Wait::Yes)
+            }
         };
         match read {
             Ok(0) => Some(self.end_of_input()),
@@ -306,17 +339,41 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// Waits for the next request holding no buffer: the read and write
-    /// buffers are let go (the allocator hands them to the next connection
-    /// that reads) and the first bytes land on the stack, so a connection
+    /// The connection's first read, tried before any read timeout is set:
+    /// a client that sends its request as it connects (most do) then costs
+    /// no system call to set one. `None` if nothing has arrived yet.
+    fn first_read_at_once(&mut self, limits: &Limits) -> Option<io::Result<usize>> {
+        if self.read_timeout.is_some() {
+            return None;
+        }
+        match self.read_input(limits, Wait::No) {
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => None,
+            read => Some(read),
+        }
+    }
+
+    /// Reads into the input, waiting for bytes or not.
+    fn read_input(&mut self, limits: &Limits, wait: Wait) -> io::Result<usize> {
+        if self.pending.is_none() && self.input.data().is_empty() {
+            return self.read_between_requests(wait);
+        }
+        let room = self.room_to_read().min(limits.max_body_bytes + READ_CHUNK);
+        let read = wait.read(&mut self.stream, self.input.spare(room));
+        read.inspect(|&read| self.input.filled(read))
+    }
+
+    /// Reads the next request holding no buffer: the read and write buffers
+    /// are let go (the allocator hands them to the next connection that
+    /// reads) and the first bytes land on the stack, so a connection
     /// waiting for its next request costs little more than its stack.
-    fn read_between_requests(&mut self) -> io::Result<usize> {
+    fn read_between_requests(&mut self, wait: Wait) -> io::Result<usize> {
         buffers::give_read(std::mem::take(&mut self.input.bytes));
         buffers::give_write(std::mem::take(&mut self.answers.output));
         let mut first = [0; READ_CHUNK];
-        let read = self.stream.read(&mut first)?;
+        let read = wait.read(&mut self.stream, &mut first);
         self.input.bytes = buffers::take_read();
         self.answers.output = buffers::take_write(OUTPUT_CHUNK);
+        let read = read?;
         self.input.spare(read)[..read].copy_from_slice(&first[..read]);
         self.input.filled(read);
         Ok(read)
@@ -342,11 +399,11 @@ impl<T: Transport> Connection<T> {
     /// a head cut short that is already malformed still gets its 400.
     fn end_of_input(&self) -> End {
         let input = self.input.data();
-        if self.pending.is_none() && !input.is_empty() {
-            let mut slots = head::header_slots();
-            if let Err(refusal) = head::parse(input, &mut slots) {
-                return End::Refuse(refusal);
-            }
+        if self.pending.is_none()
+            && !input.is_empty()
+            && let Err(refusal) = head::parse(input, &mut HeaderLines::new())
+        {
+            return End::Refuse(refusal);
         }
         End::Close
     }
@@ -381,16 +438,37 @@ impl<T: Transport> Connection<T> {
 
     /// Writes every answer waiting, in one write where the socket takes it.
     fn flush(&mut self) -> io::Result<()> {
-        let output = &mut self.answers.output;
-        if output.is_empty() {
+        if self.answers.output.is_empty() {
             return Ok(());
         }
-        let written = self.stream.write_all(output);
+        let written = self.write_output();
+        let output = &mut self.answers.output;
         output.clear();
         if output.capacity() > KEEP_CAPACITY {
             *output = Vec::new();
         }
         written
+    }
+
+    /// Writes the output whole: what the client has room for at once, and
+    /// only if that is not all, the rest waiting at most the idle timeout
+    /// for room (set then, so that a client that reads its answers costs
+    /// no system call to set it).
+    fn write_output(&mut self) -> io::Result<()> {
+        let output = &self.answers.output;
+        let written = match self.stream.write_now(output) {
+            Ok(written) => written,
+            Err(err) if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => 0,
+            Err(err) => return Err(err),
+        };
+        if written == output.len() {
+            return Ok(());
+        }
+        if !self.write_timeout_set {
+            self.stream.set_write_timeout(self.admission.limits().idle_timeout)?;
+            self.write_timeout_set = true;
+        }
+        self.stream.write_all(&output[written..])
     }
 
     /// Sends the last answers and closes: at once if the client has sent
@@ -427,6 +505,24 @@ impl<T: Transport> Connection<T> {
     }
 }
 
+/// Whether a read may wait for bytes to arrive.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Up to the read timeout.
+    Yes,
+    /// No: `WouldBlock` if nothing has arrived.
+    No,
+}
+
+impl Wait {
+    fn read(self, stream: &mut impl Transport, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Self::Yes => stream.read(buf),
+            Self::No => stream.read_now(buf),
+        }
+    }
+}
+
 /// How long a closing connection waits for its client to stop sending.
 const LINGER: Duration = Duration::from_secs(1);
 
@@ -448,10 +544,8 @@ impl Answers {
     /// Calls the handler for one request and encodes its answer; true if
     /// the connection closes after it. A handler that panics is answered
     /// 500 and closes the connection: its state cannot be trusted.
-    fn answer(&mut self, parsed: &httparse::Request<'_, '_>, body: &[u8], head: &Head) -> bool {
-        let method = parsed.method.unwrap_or_default();
-        let request =
-            Request::new(method, parsed.path.unwrap_or_default(), parsed.headers, body).from_peer(self.peer.ip());
+    fn answer(&mut self, parsed: &ParsedHead<'_>, headers: &[Header<'_>], body: &[u8], head: &Head) -> bool {
+        let request = Request::new(parsed.method, parsed.target, headers, body).from_peer(self.peer.ip());
         self.response.clear();
         let handler = &*self.handler;
         let response = &mut self.response;

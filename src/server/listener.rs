@@ -113,7 +113,6 @@ impl Acceptor {
             Err(refusal) => return self.refuse(stream, refusal),
         };
         let _ = stream.set_nodelay(true);
-        let _ = stream.set_write_timeout(Some(admission.limits().idle_timeout));
         let connection = Connection::new(stream, peer, admission, self.handler.clone());
         // SAFETY: may asks that a coroutine neither block its thread nor
         // rely on thread-local state across a yield (it may resume on

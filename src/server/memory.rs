@@ -65,6 +65,18 @@ impl Transport for MemoryStream {
         Ok(())
     }
 
+    fn set_write_timeout(&self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read(buf)
+    }
+
+    fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write(buf)
+    }
+
     fn shutdown(&self, _how: Shutdown) -> io::Result<()> {
         Ok(())
     }

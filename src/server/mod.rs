@@ -7,7 +7,7 @@
 //! |---|---|
 //! | `listener` | binding (no `SO_REUSEPORT`), the accept loop, connection admission |
 //! | `connection` | one connection's loop: read, frame, answer, write, in batches |
-//! | `head` | what a request's line and headers say about its framing (the one place that decides it) |
+//! | `head` | parsing a request's line and headers, and what they say about its framing (the one place that decides it) |
 //! | `chunked` | the incremental `Transfer-Encoding: chunked` decoder |
 //! | `request`, `response` | what a handler reads and writes |
 //! | `buffers` | read and write buffers lent to busy connections, kept in a shared pool |
