@@ -369,18 +369,14 @@ fn words_no_lower_than(bytes: &[u8], lowest: u8) -> usize {
     at
 }
 
-/// `bytes` as text. Only for bytes of the [`TCHAR`] class, all ASCII.
-fn ascii_text(bytes: &[u8]) -> &str {
-    ascii_bytes_text(bytes)
-}
-
 /// ASCII bytes as text, without `from_utf8`'s cost on every name.
-fn ascii_bytes_text(bytes: &[u8]) -> &str {
+fn ascii_text(bytes: &[u8]) -> &str {
     debug_assert!(bytes.is_ascii());
-    // SAFETY: both callers pass only ASCII bytes: `ascii_text` bytes that
-    // `Scanner::take(TCHAR)` checked one by one against `CLASSES`, where
-    // every TCHAR byte is ASCII; `target_text` bytes it has just checked
-    // with `is_ascii`. ASCII is valid UTF-8.
+    // SAFETY: every caller passes only ASCII bytes: the method and header
+    // names come from `Scanner::take(TCHAR)`, which checked each byte
+    // against `CLASSES`, where every TCHAR byte is ASCII; `target_text`
+    // passes bytes it has just checked with `is_ascii`. ASCII is valid
+    // UTF-8.
     unsafe { std::str::from_utf8_unchecked(bytes) }
 }
 
@@ -388,7 +384,7 @@ fn ascii_bytes_text(bytes: &[u8]) -> &str {
 fn target_text(bytes: &[u8]) -> Result<&str, Stop> {
     if bytes.is_ascii() {
         // Checked in one pass; `from_utf8` would cost more than the parse.
-        return Ok(ascii_bytes_text(bytes));
+        return Ok(ascii_text(bytes));
     }
     std::str::from_utf8(bytes).map_err(|_| MALFORMED)
 }
