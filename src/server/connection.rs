@@ -10,9 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::debug;
+use may::io::{WaitIo, WaitIoWaker};
 use may::net::TcpStream;
 
 use crate::server::chunked::{ChunkedDecoder, Progress};
+use crate::server::deadlines::{Deadlines, ReadDeadline, Wake};
 use crate::server::head::{self, Framing, Head, HeaderLines, ParsedHead, Refusal};
 use crate::server::listener::Admission;
 use crate::server::request::Request;
@@ -49,6 +51,11 @@ pub(crate) trait Transport: Read + Write {
     fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
     /// Reads what has arrived, without waiting: `WouldBlock` if nothing has.
     fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Waits until bytes may have arrived, or [`waker`](Self::waker)'s
+    /// wake; what it saw.
+    fn wait_readable(&self) -> Woken;
+    /// What ends a [`wait_readable`](Self::wait_readable) from elsewhere.
+    fn waker(&self) -> Box<dyn Wake>;
     /// Writes what the client has room for, without waiting: `WouldBlock`
     /// if it has none.
     fn write_now(&mut self, buf: &[u8]) -> io::Result<usize>;
@@ -77,12 +84,49 @@ impl Transport for TcpStream {
         (&mut self.inner()).write(buf)
     }
 
+    fn wait_readable(&self) -> Woken {
+        // may's events are epoll's (it asks for EPOLLRDHUP), gathered since
+        // the last wait.
+        let events = self.wait_io() as u32;
+        let ended = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
+        if events & ended != 0 {
+            Woken::HungUp
+        } else if events & libc::EPOLLIN as u32 != 0 {
+            Woken::Readable
+        } else {
+            // Room to write (a new socket reports it), or the alarm.
+            Woken::Other
+        }
+    }
+
+    fn waker(&self) -> Box<dyn Wake> {
+        Box::new(WaitIo::waker(self))
+    }
+
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         TcpStream::shutdown(self, how)
     }
 
     fn has_unread(&self) -> bool {
         self.inner().peek(&mut [0; 1]).is_ok_and(|read| read > 0)
+    }
+}
+
+/// What ended a wait for bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Woken {
+    /// Bytes arrived.
+    Readable,
+    /// The client shut down its side, or the socket failed: a read that
+    /// takes less than it asked for may still leave the end of input.
+    HungUp,
+    /// Neither: no read is needed before waiting again.
+    Other,
+}
+
+impl Wake for WaitIoWaker {
+    fn wake(&self) {
+        self.wakeup();
     }
 }
 
@@ -101,9 +145,8 @@ pub(crate) struct Connection<T: Transport> {
     head_started: Option<Instant>,
     /// Bytes of the head being read that were already looked at.
     scanned: usize,
-    /// The read timeout set on the socket now: none until a read first
-    /// has to wait.
-    read_timeout: Option<Duration>,
+    /// What the connection knows of its waits for bytes.
+    reading: Reading,
     /// Whether the write timeout is set: not until a write first has to wait.
     write_timeout_set: bool,
 }
@@ -153,7 +196,7 @@ impl<T: Transport> Connection<T> {
             body: Vec::new(),
             head_started: None,
             scanned: 0,
-            read_timeout: None,
+            reading: Reading::default(),
             write_timeout_set: false,
         }
     }
@@ -161,7 +204,9 @@ impl<T: Transport> Connection<T> {
     /// Serves the connection until it ends, then closes it.
     pub(crate) fn serve(mut self) {
         let limits = *self.admission.limits();
-        match self.run(&limits) {
+        let end = self.run(&limits);
+        self.reading.deadline.disarm(self.admission.deadlines());
+        match end {
             End::Close => self.close(&limits),
             End::Refuse(refusal) => self.refuse(refusal, &limits),
             End::Abort => {}
@@ -321,14 +366,8 @@ impl<T: Transport> Connection<T> {
 
     /// Reads more from the client; `Some` when the connection ends instead.
     fn fill(&mut self, limits: &Limits) -> Option<End> {
-        let read = match self.first_read_at_once(limits) {
-            Some(read) => read,
-            None => {
-                self.set_read_timeout(limits);
-                self.read_input(limits, Wait::Yes)
-            }
-        };
-        match read {
+        let deadline = self.read_deadline(limits);
+        match self.read_input(limits, deadline) {
             Ok(0) => Some(self.end_of_input()),
             Ok(_) => None,
             Err(err) if err.kind() == io::ErrorKind::TimedOut => Some(self.timed_out()),
@@ -339,26 +378,16 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// The connection's first read, tried before any read timeout is set:
-    /// a client that sends its request as it connects (most do) then costs
-    /// no system call to set one. `None` if nothing has arrived yet.
-    fn first_read_at_once(&mut self, limits: &Limits) -> Option<io::Result<usize>> {
-        if self.read_timeout.is_some() {
-            return None;
-        }
-        match self.read_input(limits, Wait::No) {
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => None,
-            read => Some(read),
-        }
-    }
-
-    /// Reads into the input, waiting for bytes or not.
-    fn read_input(&mut self, limits: &Limits, wait: Wait) -> io::Result<usize> {
+    /// Reads into the input, waiting for bytes until `deadline`.
+    fn read_input(&mut self, limits: &Limits, deadline: Instant) -> io::Result<usize> {
         if self.pending.is_none() && self.input.data().is_empty() {
-            return self.read_between_requests(wait);
+            return self.read_between_requests(deadline);
         }
         let room = self.room_to_read().min(limits.max_body_bytes + READ_CHUNK);
-        let read = wait.read(&mut self.stream, self.input.spare(room));
+        let deadlines = self.admission.deadlines();
+        let read = self
+            .reading
+            .read(&mut self.stream, deadlines, self.input.spare(room), deadline);
         read.inspect(|&read| self.input.filled(read))
     }
 
@@ -366,11 +395,12 @@ impl<T: Transport> Connection<T> {
     /// are let go (the allocator hands them to the next connection that
     /// reads) and the first bytes land on the stack, so a connection
     /// waiting for its next request costs little more than its stack.
-    fn read_between_requests(&mut self, wait: Wait) -> io::Result<usize> {
+    fn read_between_requests(&mut self, deadline: Instant) -> io::Result<usize> {
         buffers::give_read(std::mem::take(&mut self.input.bytes));
         buffers::give_write(std::mem::take(&mut self.answers.output));
         let mut first = [0; READ_CHUNK];
-        let read = wait.read(&mut self.stream, &mut first);
+        let deadlines = self.admission.deadlines();
+        let read = self.reading.read(&mut self.stream, deadlines, &mut first, deadline);
         self.input.bytes = buffers::take_read();
         self.answers.output = buffers::take_write(OUTPUT_CHUNK);
         let read = read?;
@@ -419,20 +449,12 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// The time the next read may take: what is left of the header timeout
-    /// while a head is arriving, the idle timeout otherwise. The socket is
-    /// only told when that changes.
-    fn set_read_timeout(&mut self, limits: &Limits) {
-        let timeout = match self.head_started {
-            Some(started) => limits
-                .header_timeout
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(1)),
-            None => limits.idle_timeout,
-        };
-        if self.read_timeout != Some(timeout) {
-            self.read_timeout = Some(timeout);
-            let _ = self.stream.set_read_timeout(timeout);
+    /// When the next wait for bytes ends: the header timeout after a head's
+    /// first byte while it is arriving, the idle timeout from now otherwise.
+    fn read_deadline(&self, limits: &Limits) -> Instant {
+        match self.head_started {
+            Some(started) => started + limits.header_timeout,
+            None => Instant::now() + limits.idle_timeout,
         }
     }
 
@@ -468,6 +490,9 @@ impl<T: Transport> Connection<T> {
             self.stream.set_write_timeout(self.admission.limits().idle_timeout)?;
             self.write_timeout_set = true;
         }
+        // may's write clears the socket's record of events, which the next
+        // wait for bytes relies on: read before waiting again.
+        self.reading.drained = false;
         self.stream.write_all(&output[written..])
     }
 
@@ -505,20 +530,54 @@ impl<T: Transport> Connection<T> {
     }
 }
 
-/// Whether a read may wait for bytes to arrive.
-#[derive(Clone, Copy)]
-enum Wait {
-    /// Up to the read timeout.
-    Yes,
-    /// No: `WouldBlock` if nothing has arrived.
-    No,
+/// What a connection knows of its waits for bytes: may's `wait_io`, which
+/// has no timeout of its own, timed by [`Deadlines`].
+#[derive(Default)]
+struct Reading {
+    /// When the wait in progress ends.
+    deadline: ReadDeadline,
+    /// The last read took every byte that had arrived: the next read waits
+    /// for more first rather than make a system call that would find none.
+    drained: bool,
+    /// The client has shut down its side: reads never wait first again.
+    hung_up: bool,
 }
 
-impl Wait {
-    fn read(self, stream: &mut impl Transport, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Self::Yes => stream.read(buf),
-            Self::No => stream.read_now(buf),
+impl Reading {
+    /// Reads what has arrived into `buf`, waiting for bytes until `at`
+    /// (`TimedOut` then). After a read that took every byte there was, it
+    /// waits before reading again: a keep-alive connection then makes one
+    /// read per request, not a second that finds nothing. (Bytes that
+    /// arrive after a read wake the wait: may's epoll is edge-triggered and
+    /// each arrival is an edge. The end of input that came with the bytes
+    /// read is no new edge, hence `hung_up`.)
+    fn read(
+        &mut self,
+        stream: &mut impl Transport,
+        deadlines: &Deadlines,
+        buf: &mut [u8],
+        at: Instant,
+    ) -> io::Result<usize> {
+        loop {
+            if !self.drained {
+                match stream.read_now(buf) {
+                    Ok(read) => {
+                        self.drained = read < buf.len() && !self.hung_up;
+                        return Ok(read);
+                    }
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(err) => return Err(err),
+                }
+            }
+            self.deadline.arm(deadlines, at, || stream.waker());
+            let woken = stream.wait_readable();
+            self.hung_up |= woken == Woken::HungUp;
+            if self.deadline.passed(at) {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            // Woken for neither bytes nor the end: nothing to read yet.
+            self.drained = woken == Woken::Other;
         }
     }
 }

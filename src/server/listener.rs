@@ -17,6 +17,7 @@ use may::net::{TcpListener, TcpStream};
 use socket2::{Domain, SockRef, Socket, Type};
 
 use crate::server::connection::Connection;
+use crate::server::deadlines::Deadlines;
 use crate::server::head::Refusal;
 use crate::server::response::refusal_bytes;
 use crate::server::{Handler, Limits};
@@ -191,6 +192,8 @@ pub(crate) struct Admissions {
     /// Open connections per client address; only used when
     /// `max_connections_per_client` is set.
     per_client: DashMap<IpAddr, usize>,
+    /// When connections waiting for bytes time out.
+    deadlines: Deadlines,
 }
 
 /// One admitted connection's place; leaving it (on drop) frees the place.
@@ -203,6 +206,11 @@ impl Admission {
     /// The limits the connection is served within.
     pub(crate) fn limits(&self) -> &Limits {
         &self.admissions.limits
+    }
+
+    /// The read deadlines of the server's connections.
+    pub(crate) fn deadlines(&self) -> &Deadlines {
+        &self.admissions.deadlines
     }
 }
 
@@ -229,6 +237,7 @@ impl Admissions {
             limits,
             open: Arc::new(AtomicUsize::new(0)),
             per_client: DashMap::new(),
+            deadlines: Deadlines::default(),
         }
     }
 

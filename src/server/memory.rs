@@ -10,7 +10,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::server::connection::{Connection, Transport};
+use crate::server::connection::{Connection, Transport, Woken};
+use crate::server::deadlines::Wake;
 use crate::server::listener::Admissions;
 use crate::server::{Handler, Limits};
 
@@ -29,6 +30,13 @@ pub fn serve_in_memory(handler: Arc<dyn Handler>, limits: Limits, reads: Vec<Vec
         .expect("a first connection is always admitted");
     Connection::new(stream, peer, admission, handler).serve();
     written.take()
+}
+
+/// A waker for a stream that never waits.
+struct NoWake;
+
+impl Wake for NoWake {
+    fn wake(&self) {}
 }
 
 struct MemoryStream {
@@ -75,6 +83,15 @@ impl Transport for MemoryStream {
 
     fn write_now(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write(buf)
+    }
+
+    // A read never waits here: every read has bytes or is the end.
+    fn wait_readable(&self) -> Woken {
+        Woken::Readable
+    }
+
+    fn waker(&self) -> Box<dyn Wake> {
+        Box::new(NoWake)
     }
 
     fn shutdown(&self, _how: Shutdown) -> io::Result<()> {

@@ -7,6 +7,7 @@
 //! |---|---|
 //! | `listener` | binding (no `SO_REUSEPORT`), the accept loop, connection admission |
 //! | `connection` | one connection's loop: read, frame, answer, write, in batches |
+//! | `deadlines` | read deadlines for waiting connections, rung by one sweeper coroutine |
 //! | `head` | parsing a request's line and headers, and what they say about its framing (the one place that decides it) |
 //! | `chunked` | the incremental `Transfer-Encoding: chunked` decoder |
 //! | `request`, `response` | what a handler reads and writes |
@@ -33,6 +34,7 @@ mod buffers;
 mod chunked;
 mod connection;
 mod date;
+mod deadlines;
 mod head;
 mod listener;
 mod memory;
