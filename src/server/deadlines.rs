@@ -157,6 +157,8 @@ impl Deadlines {
                 .spawn(move || sweep(&weak))
         };
         if let Err(err) = spawned {
+            // The next alarm tries again.
+            schedule.sweeper_started.store(false, Ordering::Release);
             warn!("cannot start the coroutine that times connections out: {err}");
         }
     }
