@@ -56,18 +56,11 @@ PORT=${BENCH_PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LOAD_DIR=$ROOT/benches/load
 # shellcheck source=benches/load/lib.sh
-source "$LOAD_DIR/lib.sh"
-OUT=$ROOT/target/bench
-LOGS=$OUT/logs
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 REPORT=$OUT/flood.md
 BIN=$ROOT/target/release/worker-pool
-URL=http://127.0.0.1:$PORT
 
-CONFIG_VARS=("${WORKER_POOL_VARS[@]}")
-SERVER_PID=
 WRK_PID=
 SERVER_LOG=
 # The summary lines of every run, for the report and the end.

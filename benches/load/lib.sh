@@ -1,13 +1,23 @@
-# Sourced by run.sh, flood.sh and instructions.sh: logging, and starting,
-# watching and stopping one server at a time. The caller sets PORT, OUT (the
-# working directory servers run in), SERVER_CPU and CONFIG_VARS (variables
-# cleared for every server, so no caller setting leaks in: at least
-# WORKER_POOL_VARS); SERVER_PID is the server started last.
+# Sourced by run.sh, flood.sh, instructions.sh and waiters.sh: the paths
+# they share, logging, and starting, watching and stopping one server at a
+# time. The caller sets PORT and SERVER_CPU before sourcing it; it sets ROOT,
+# LOAD_DIR, OUT (the working directory servers run in), LOGS and URL, and
+# CONFIG_VARS (variables cleared for every server, so no caller setting leaks
+# in), WORKER_POOL_VARS unless the caller adds to it; SERVER_PID is the
+# server started last.
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+LOAD_DIR=$ROOT/benches/load
+OUT=$ROOT/target/bench
+LOGS=$OUT/logs
+URL=http://127.0.0.1:$PORT
+SERVER_PID=
 
 # Every variable worker-pool reads.
 WORKER_POOL_VARS=(HTTP_HOST HTTP_PORT THREADS WORKERS POOL_SIZE SHUTDOWN_TIMEOUT WORK_MIN_MS WORK_MAX_MS
     MAX_BODY_BYTES MAX_CONNECTIONS MAX_CONNECTIONS_PER_CLIENT IDLE_TIMEOUT HEADER_TIMEOUT MAX_HEADER_BYTES
     MAX_TASKS MAX_TEXT_BYTES CORS_ALLOWED_ORIGINS MAX_WAIT RUST_LOG)
+CONFIG_VARS=("${WORKER_POOL_VARS[@]}")
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 

@@ -104,16 +104,11 @@ LOAD_CPU=${LOAD_CPU:-1}
 SCENARIOS=${SCENARIOS:-a b c d e f h i}
 BASELINE=${BASELINE:-}
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LOAD_DIR=$ROOT/benches/load
-OUT=$ROOT/target/bench
-LOGS=$OUT/logs
+# shellcheck source=benches/load/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=$OUT/runs.tsv
 MEMORY=$OUT/memory.tsv
 IDLE=$OUT/idle.tsv
-URL=http://127.0.0.1:$PORT
-# shellcheck source=benches/load/lib.sh
-source "$LOAD_DIR/lib.sh"
 
 declare -A BIN=(
     [rust]=$ROOT/target/release/worker-pool
@@ -134,7 +129,6 @@ declare -A TITLE=(
 WRK_SCENARIOS="a b c d e h"
 SERVERS="rust go axum floor"
 CONFIG_VARS=("${WORKER_POOL_VARS[@]}" GOMAXPROCS GOGC GOMEMLIMIT GODEBUG TOKIO_WORKER_THREADS)
-SERVER_PID=
 WRK_PID=
 IDLE_PID=
 

@@ -30,15 +30,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 export WINDOW=${WINDOW:-10} FLOOR=${FLOOR:-5000}
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-LOAD_DIR=$ROOT/benches/load
-OUT=$ROOT/target/bench
-LOGS=$OUT/logs
-URL=http://127.0.0.1:$PORT
-SERVER_PID=
 # shellcheck source=benches/load/lib.sh
-source "$LOAD_DIR/lib.sh"
-CONFIG_VARS=("${WORKER_POOL_VARS[@]}")
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 main() {
     local tool hard raw
