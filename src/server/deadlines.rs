@@ -224,6 +224,11 @@ mod tests {
         (count, move || Box::new(Count(wake)) as Box<dyn Wake>)
     }
 
+    /// Alarms in the schedule now.
+    fn scheduled(deadlines: &Deadlines) -> usize {
+        deadlines.schedule.alarms.lock().unwrap().len()
+    }
+
     fn await_count(count: &AtomicUsize, at_least: usize) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while count.load(Ordering::SeqCst) < at_least {
@@ -243,7 +248,7 @@ mod tests {
         await_count(&count, 1);
         assert!(Instant::now() >= at);
         assert!(deadline.passed(at));
-        assert_eq!(deadlines.schedule.alarms.lock().unwrap().len(), 0);
+        assert_eq!(scheduled(&deadlines), 0);
     }
 
     #[test]
@@ -269,7 +274,7 @@ mod tests {
             "back in the schedule at its deadline"
         );
         deadline.disarm(&deadlines);
-        assert_eq!(deadlines.schedule.alarms.lock().unwrap().len(), 0);
+        assert_eq!(scheduled(&deadlines), 0);
     }
 
     #[test]
@@ -282,10 +287,6 @@ mod tests {
         deadline.arm(&deadlines, soon, || unreachable!());
         await_count(&count, 1);
         assert!(deadline.passed(soon));
-        assert_eq!(
-            deadlines.schedule.alarms.lock().unwrap().len(),
-            0,
-            "the later place was given up"
-        );
+        assert_eq!(scheduled(&deadlines), 0, "the later place was given up");
     }
 }
