@@ -159,18 +159,28 @@ def open_connections(host, port, count):
                 waiter.sock.send(healthz)
                 sel.modify(waiter.sock, selectors.EVENT_READ, waiter)
                 continue
-            data = waiter.sock.recv(65536)
-            if not data:
-                sys.exit("waiters.py: a connection closed while opening")
-            waiter.buf += data
-            answer = split_answer(waiter.buf)
-            if answer:
-                waiter.buf = answer[2]
-                sel.unregister(waiter.sock)
+            if read_answer(sel, waiter, "while opening"):
                 ready.append(waiter)
                 in_flight -= 1
     sel.close()
     return ready
+
+
+def read_answer(sel, waiter, when):
+    """Reads what `waiter`'s connection has; once a whole answer is in,
+    stamps and keeps it, unregisters the connection from `sel` and returns
+    True."""
+    data = waiter.sock.recv(65536)
+    if not data:
+        sys.exit(f"waiters.py: a connection closed {when}")
+    waiter.buf += data
+    answer = split_answer(waiter.buf)
+    if not answer:
+        return False
+    waiter.answered = time.perf_counter()
+    waiter.status, waiter.body, waiter.buf = answer
+    sel.unregister(waiter.sock)
+    return True
 
 
 def await_answers(waiters):
@@ -185,16 +195,7 @@ def await_answers(waiters):
         if time.monotonic() > deadline:
             sys.exit(f"waiters.py: {left} waiters never answered")
         for key, _ in sel.select(timeout=1.0):
-            waiter = key.data
-            data = waiter.sock.recv(65536)
-            if not data:
-                sys.exit("waiters.py: a waiting connection closed")
-            waiter.buf += data
-            answer = split_answer(waiter.buf)
-            if answer:
-                waiter.answered = time.perf_counter()
-                waiter.status, waiter.body, waiter.buf = answer
-                sel.unregister(waiter.sock)
+            if read_answer(sel, key.data, "while waiting"):
                 left -= 1
     sel.close()
 
@@ -238,15 +239,7 @@ def cancel_and_time(sel, control, waiter, task):
                         sys.exit(f"waiters.py: DELETE /tasks/{task} answered {status}")
                     deleted = True
                 continue
-            data = waiter.sock.recv(65536)
-            if not data:
-                sys.exit("waiters.py: a waiting connection closed")
-            waiter.buf += data
-            answer = split_answer(waiter.buf)
-            if answer:
-                waiter.answered = time.perf_counter()
-                waiter.status, waiter.body, waiter.buf = answer
-                sel.unregister(waiter.sock)
+            read_answer(sel, waiter, "while waiting")
     return waiter.answered - sent
 
 
