@@ -50,7 +50,9 @@ wait_port_free() {
 # output in LOG; sets SERVER_PID. The caller waits for it to be ready. The
 # array LAUNCH_PREFIX, if set, goes before BINARY (a tool to run it under).
 launch_server() {
-    local log_file=$1 binary=$2 unset=() var
+    # The server runs in OUT: a BINARY given relative to here is made absolute.
+    local log_file=$1 binary unset=() var
+    binary=$(realpath "$2")
     shift 2
     for var in "${CONFIG_VARS[@]}"; do unset+=(-u "$var"); done
     wait_port_free
