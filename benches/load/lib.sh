@@ -1,4 +1,5 @@
-# Sourced by run.sh, flood.sh, instructions.sh and waiters.sh: the paths
+# Sourced by run.sh, flood.sh, instructions.sh, waiters.sh and
+# scripts/stress (which puts OUT and LOGS under target/stress): the paths
 # they share, logging, and starting, watching and stopping one server at a
 # time. The caller sets PORT and SERVER_CPU before sourcing it; it sets ROOT,
 # LOAD_DIR, OUT (the working directory servers run in), LOGS and URL, and
