@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -639,6 +639,31 @@ fn a_second_server_on_the_same_port_exits_1_naming_the_address_and_the_first_goe
         let got = server.get(&format!("/tasks/{id}"));
         assert_eq!((got.status, &got.json()["title"]), (200, &json!("first")));
     }
+}
+
+/// With one scheduler thread a new connection starts on the accept loop's
+/// own thread, until its first wait (`Acceptor::start`): a connection whose
+/// request waits, or whose head is slow to come, holds up no other.
+#[test]
+fn with_one_scheduler_thread_a_waiting_connection_holds_up_no_other() {
+    let server = Server::start(&[SLOW.as_slice(), &[("THREADS", "1")]].concat());
+    server.wait_for_log("1 scheduler thread(s)", LOG_TIMEOUT);
+    let id = server.create_task("runs for a minute");
+    let mut waiting = server.connect();
+    waiting.send(request_bytes("GET", &format!("/tasks/{id}?wait=30"), &[], b""));
+    let mut dripping = server.connect();
+    dripping.send("GET /tasks HTTP/1.1\r\n");
+    for _ in 0..20 {
+        let mut conn = server.connect();
+        let answer = conn.request("GET", &format!("/tasks/{id}"), &[("Connection", "close")], b"");
+        assert_eq!(answer.status, 200);
+        conn.assert_closed();
+    }
+    dripping.send("Host: h\r\n\r\n");
+    assert_eq!(dripping.read_response().status, 200);
+    waiting.stream().set_nonblocking(true).unwrap();
+    let err = waiting.stream().read(&mut [0; 1]).map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::WouldBlock, "the wait is still on");
 }
 
 #[test]

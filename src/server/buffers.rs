@@ -3,6 +3,9 @@
 //! request holds none, and one that is busy takes a buffer without asking
 //! the allocator or zeroing it again.
 //!
+//! A connection's read and write buffers are kept as one pair, so lending
+//! them costs one queue operation each way.
+//!
 //! The pool is a lock-free queue shared by every scheduler thread, not a
 //! thread-local: a coroutine can move to another thread at any yield, and
 //! the compiler may keep a thread-local's address across one, so code on
@@ -12,41 +15,49 @@ use std::sync::LazyLock;
 
 use crossbeam_queue::ArrayQueue;
 
-/// Buffers kept, of each kind; more are freed.
+/// Pairs kept; more are freed.
 const KEPT: usize = 256;
 
 /// Buffers larger than this are freed rather than kept.
 const KEEP_CAPACITY: usize = 64 * 1024;
 
-static READ: LazyLock<ArrayQueue<Vec<u8>>> = LazyLock::new(|| ArrayQueue::new(KEPT));
-static WRITE: LazyLock<ArrayQueue<Vec<u8>>> = LazyLock::new(|| ArrayQueue::new(KEPT));
+static POOL: LazyLock<ArrayQueue<Buffers>> = LazyLock::new(|| ArrayQueue::new(KEPT));
 
-/// A buffer to read into: its length is what is initialised (zeroed once,
-/// when it was first grown), not what is filled.
-pub fn take_read() -> Vec<u8> {
-    READ.pop().unwrap_or_default()
+/// A connection's buffers.
+#[derive(Default)]
+pub struct Buffers {
+    /// To read into: its length is what is initialised (zeroed once, when
+    /// it was first grown), not what is filled.
+    pub read: Vec<u8>,
+    /// To write answers into; empty.
+    pub write: Vec<u8>,
 }
 
-/// Gives back a read buffer.
-pub fn give_read(buffer: Vec<u8>) {
-    give(&READ, buffer);
+/// A pair of buffers, kept ones if there are any; a new write buffer has
+/// room for `write_capacity` bytes.
+pub fn take(write_capacity: usize) -> Buffers {
+    let mut buffers = POOL.pop().unwrap_or_default();
+    if buffers.write.capacity() == 0 {
+        buffers.write.reserve(write_capacity);
+    }
+    buffers
 }
 
-/// An empty buffer to write answers into.
-pub fn take_write(capacity: usize) -> Vec<u8> {
-    WRITE.pop().unwrap_or_else(|| Vec::with_capacity(capacity))
+/// Gives buffers back.
+pub fn give(buffers: Buffers) {
+    give_to(&POOL, buffers);
 }
 
-/// Gives back a write buffer.
-pub fn give_write(mut buffer: Vec<u8>) {
-    buffer.clear();
-    give(&WRITE, buffer);
-}
-
-fn give(kept: &ArrayQueue<Vec<u8>>, buffer: Vec<u8>) {
-    if buffer.capacity() != 0 && buffer.capacity() <= KEEP_CAPACITY {
-        // A full pool frees the buffer instead.
-        let _ = kept.push(buffer);
+fn give_to(pool: &ArrayQueue<Buffers>, mut buffers: Buffers) {
+    buffers.write.clear();
+    for buffer in [&mut buffers.read, &mut buffers.write] {
+        if buffer.capacity() > KEEP_CAPACITY {
+            *buffer = Vec::new();
+        }
+    }
+    if buffers.read.capacity() != 0 || buffers.write.capacity() != 0 {
+        // A full pool frees the buffers instead.
+        let _ = pool.push(buffers);
     }
 }
 
@@ -54,17 +65,32 @@ fn give(kept: &ArrayQueue<Vec<u8>>, buffer: Vec<u8>) {
 mod tests {
     use super::*;
 
+    fn pair(read: Vec<u8>, write: Vec<u8>) -> Buffers {
+        Buffers { read, write }
+    }
+
     #[test]
     fn only_buffers_of_a_useful_size_are_kept_and_kept_ones_stay_as_they_were() {
-        let kept = ArrayQueue::new(2);
-        give(&kept, Vec::new());
-        give(&kept, vec![1; KEEP_CAPACITY + 1]);
-        assert!(kept.is_empty(), "empty and oversized buffers are freed");
-        give(&kept, vec![7; 100]);
-        assert_eq!(kept.pop(), Some(vec![7; 100]));
+        let pool = ArrayQueue::new(2);
+        give_to(&pool, pair(Vec::new(), Vec::new()));
+        give_to(
+            &pool,
+            pair(vec![1; KEEP_CAPACITY + 1], Vec::with_capacity(KEEP_CAPACITY + 1)),
+        );
+        assert!(pool.is_empty(), "empty and oversized buffers are freed");
+        give_to(&pool, pair(vec![7; 100], vec![8; KEEP_CAPACITY + 1]));
+        let kept = pool.pop().expect("the read buffer is kept");
+        assert_eq!(
+            (kept.read, kept.write.capacity()),
+            (vec![7; 100], 0),
+            "the oversized one is freed"
+        );
+        give_to(&pool, pair(Vec::new(), vec![9; 100]));
+        let kept = pool.pop().expect("the write buffer is kept");
+        assert!(kept.write.is_empty() && kept.write.capacity() >= 100, "kept empty");
         for _ in 0..3 {
-            give(&kept, vec![0; 10]);
+            give_to(&pool, pair(vec![0; 10], Vec::new()));
         }
-        assert_eq!(kept.len(), 2, "a full pool frees what it cannot keep");
+        assert_eq!(pool.len(), 2, "a full pool frees what it cannot keep");
     }
 }

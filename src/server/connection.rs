@@ -13,13 +13,14 @@ use log::debug;
 use may::io::{WaitIo, WaitIoWaker};
 use may::net::TcpStream;
 
+use crate::server::buffers::{self, Buffers};
 use crate::server::chunked::{ChunkedDecoder, Progress};
 use crate::server::deadlines::{Deadlines, ReadDeadline, Wake};
 use crate::server::head::{self, Framing, Head, HeaderLines, ParsedHead, Refusal};
 use crate::server::listener::Admission;
 use crate::server::request::Request;
 use crate::server::response::{ConnectionHeader, Response, refusal_bytes, write_refusal};
-use crate::server::{Handler, Limits, MAX_UNWRITTEN, buffers, date};
+use crate::server::{Handler, Limits, MAX_UNWRITTEN, date};
 use httparse::Header;
 
 /// The least room made for each read: small, because an idle connection
@@ -49,6 +50,9 @@ pub(crate) trait Transport: Read + Write {
     fn set_read_timeout(&self, timeout: Duration) -> io::Result<()>;
     /// Bounds the next writes that wait.
     fn set_write_timeout(&self, timeout: Duration) -> io::Result<()>;
+    /// Sends small writes at once, without waiting for the client to
+    /// acknowledge earlier ones (TCP_NODELAY).
+    fn set_nodelay(&self) -> io::Result<()>;
     /// Reads what has arrived, without waiting: `WouldBlock` if nothing has.
     fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     /// Waits until bytes may have arrived, or [`waker`](Self::waker)'s
@@ -72,6 +76,10 @@ impl Transport for TcpStream {
 
     fn set_write_timeout(&self, timeout: Duration) -> io::Result<()> {
         TcpStream::set_write_timeout(self, Some(timeout))
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        TcpStream::set_nodelay(self, true)
     }
 
     // may's sockets are non-blocking underneath: the std socket inside
@@ -147,8 +155,39 @@ pub(crate) struct Connection<T: Transport> {
     scanned: usize,
     /// What the connection knows of its waits for bytes.
     reading: Reading,
-    /// Whether the write timeout is set: not until a write first has to wait.
-    write_timeout_set: bool,
+    /// What the connection has set on its socket for writing.
+    writing: Writing,
+    /// Its read and write buffers are back in the pool: it holds none
+    /// while it waits for a request, nor before its first.
+    buffers_released: bool,
+}
+
+/// Socket options for writing, set only once a connection needs them, so
+/// that a connection that makes a single write (one request, then close)
+/// sets none.
+#[derive(Default)]
+struct Writing {
+    /// A write was made. Nagle's algorithm could now hold a later small
+    /// write back until the client acknowledges the earlier one, which a
+    /// client delaying its acknowledgements makes up to 40 ms: so every
+    /// write after the first is made with TCP_NODELAY set.
+    wrote: bool,
+    /// TCP_NODELAY is set.
+    nodelay: bool,
+    /// The write timeout is set: not until a write first has to wait.
+    timeout: bool,
+}
+
+impl Writing {
+    /// Sets TCP_NODELAY once; a socket that refuses it still works.
+    fn set_nodelay(&mut self, stream: &impl Transport, peer: SocketAddr) {
+        if !self.nodelay {
+            self.nodelay = true;
+            if let Err(err) = stream.set_nodelay() {
+                debug!("connection from {peer}: cannot set TCP_NODELAY: {err}");
+            }
+        }
+    }
 }
 
 /// A request waiting for its body: its head is kept apart (so the input
@@ -162,8 +201,11 @@ struct Pending {
 /// How a connection ends.
 enum End {
     /// After an answer that said `Connection: close`, or the client's end
-    /// of input with every complete request answered.
-    Close,
+    /// of input with every complete request answered. `client_done`: the
+    /// client said it sends nothing more (its end of input, or its own
+    /// `Connection: close`, after which RFC 9112 §9.6 forbids it to send
+    /// another request), so the socket need not be asked for unread bytes.
+    Close { client_done: bool },
     /// A request the server refuses: answer it, then close.
     Refuse(Refusal),
     /// The client is gone or stopped taking answers: nothing more to send.
@@ -172,8 +214,8 @@ enum End {
 
 /// What answering the next request in the buffer came to.
 enum Step {
-    /// Answered; true if the connection closes after it.
-    Answered(bool),
+    /// Answered; what becomes of the connection after it.
+    Answered(After),
     /// No complete request in the buffer.
     NeedMore,
 }
@@ -197,7 +239,8 @@ impl<T: Transport> Connection<T> {
             head_started: None,
             scanned: 0,
             reading: Reading::default(),
-            write_timeout_set: false,
+            writing: Writing::default(),
+            buffers_released: true,
         }
     }
 
@@ -207,23 +250,30 @@ impl<T: Transport> Connection<T> {
         let end = self.run(&limits);
         self.reading.deadline.disarm(self.admission.deadlines());
         match end {
-            End::Close => self.close(&limits),
+            End::Close { client_done } => self.close(client_done, &limits),
             End::Refuse(refusal) => self.refuse(refusal, &limits),
             End::Abort => {}
         }
+        // For the next connection: a new connection per request then
+        // allocates (and zeroes) no buffer.
+        self.release_buffers();
     }
 
     fn run(&mut self, limits: &Limits) -> End {
         self.answers.date = date::line();
         loop {
             match self.next_request(limits) {
-                Ok(Step::Answered(true)) => return End::Close,
-                Ok(Step::Answered(false)) if self.answers.output.len() >= MAX_UNWRITTEN => {
+                Ok(Step::Answered(After::KeepOpen)) if self.answers.output.len() >= MAX_UNWRITTEN => {
                     if self.flush().is_err() {
                         return End::Abort;
                     }
                 }
-                Ok(Step::Answered(false)) => {}
+                Ok(Step::Answered(After::KeepOpen)) => {}
+                Ok(Step::Answered(after)) => {
+                    return End::Close {
+                        client_done: after == After::ClientCloses,
+                    };
+                }
                 Ok(Step::NeedMore) => {
                     if self.flush().is_err() {
                         return End::Abort;
@@ -280,10 +330,10 @@ impl<T: Transport> Connection<T> {
             Framing::Length(length) if length > limits.max_body_bytes as u64 => Err(Refusal::BodyTooLarge),
             Framing::Length(length) if body_input.len() as u64 >= length => {
                 let body = &body_input[..length as usize];
-                let close = self.answers.answer(&request, &headers, body, &head);
+                let after = self.answers.answer(&request, &headers, body, &head);
                 drop(headers); // they borrow the input
                 self.input.consume(len + length as usize);
-                Ok(Step::Answered(close))
+                Ok(Step::Answered(after))
             }
             Framing::Length(_) => {
                 drop(headers);
@@ -294,11 +344,11 @@ impl<T: Transport> Connection<T> {
                 self.body.clear();
                 match decoder.decode(body_input, &mut self.body)? {
                     Progress::Done(used) => {
-                        let close = self.answers.answer(&request, &headers, &self.body, &head);
+                        let after = self.answers.answer(&request, &headers, &self.body, &head);
                         drop(headers);
                         self.input.consume(len + used);
                         self.release_body();
-                        Ok(Step::Answered(close))
+                        Ok(Step::Answered(after))
                     }
                     Progress::NeedMore => {
                         drop(headers);
@@ -351,10 +401,10 @@ impl<T: Transport> Connection<T> {
         };
         let mut headers = HeaderLines::new();
         let request = head::parse(&pending.head_bytes, &mut headers)?.ok_or(Refusal::MalformedHead)?;
-        let close = self.answers.answer(&request, &headers, body, &pending.head);
+        let after = self.answers.answer(&request, &headers, body, &pending.head);
         self.input.consume(used);
         self.release_body();
-        Ok(Step::Answered(close))
+        Ok(Step::Answered(after))
     }
 
     /// Lets go of a decoded body that grew large.
@@ -391,22 +441,46 @@ impl<T: Transport> Connection<T> {
         read.inspect(|&read| self.input.filled(read))
     }
 
-    /// Reads the next request holding no buffer: the read and write buffers
-    /// are let go (the allocator hands them to the next connection that
-    /// reads) and the first bytes land on the stack, so a connection
-    /// waiting for its next request costs little more than its stack.
+    /// Reads the next request, waiting for it holding no buffer: while the
+    /// connection waits, its buffers are back in the pool (for the next
+    /// connection that reads), so a connection waiting for its next request
+    /// costs little more than its stack. Bytes already there are read
+    /// into the buffers it holds.
     fn read_between_requests(&mut self, deadline: Instant) -> io::Result<usize> {
-        buffers::give_read(std::mem::take(&mut self.input.bytes));
-        buffers::give_write(std::mem::take(&mut self.answers.output));
-        let mut first = [0; READ_CHUNK];
-        let deadlines = self.admission.deadlines();
-        let read = self.reading.read(&mut self.stream, deadlines, &mut first, deadline);
-        self.input.bytes = buffers::take_read();
-        self.answers.output = buffers::take_write(OUTPUT_CHUNK);
-        let read = read?;
-        self.input.spare(read)[..read].copy_from_slice(&first[..read]);
-        self.input.filled(read);
-        Ok(read)
+        loop {
+            if !self.reading.drained {
+                self.hold_buffers();
+                if let Some(read) = self.reading.try_read(&mut self.stream, self.input.spare(READ_CHUNK)) {
+                    return read.inspect(|&read| self.input.filled(read));
+                }
+            }
+            self.release_buffers();
+            self.reading
+                .wait(&mut self.stream, self.admission.deadlines(), deadline)?;
+        }
+    }
+
+    /// Takes buffers from the pool, if the connection gave its own back.
+    fn hold_buffers(&mut self) {
+        if self.buffers_released {
+            self.buffers_released = false;
+            let buffers = buffers::take(OUTPUT_CHUNK);
+            self.input.bytes = buffers.read;
+            self.answers.output = buffers.write;
+        }
+    }
+
+    /// Gives the buffers back to the pool, emptied: called when the input
+    /// and output hold nothing more to use.
+    fn release_buffers(&mut self) {
+        if !self.buffers_released {
+            self.buffers_released = true;
+            self.input.clear();
+            buffers::give(Buffers {
+                read: std::mem::take(&mut self.input.bytes),
+                write: std::mem::take(&mut self.answers.output),
+            });
+        }
     }
 
     /// How much to read next: what the body still needs, or enough to
@@ -435,7 +509,7 @@ impl<T: Transport> Connection<T> {
         {
             return End::Refuse(refusal);
         }
-        End::Close
+        End::Close { client_done: true }
     }
 
     /// A read ran past its timeout: a head in progress gets 408; a quiet
@@ -477,6 +551,10 @@ impl<T: Transport> Connection<T> {
     /// for room (set then, so that a client that reads its answers costs
     /// no system call to set it).
     fn write_output(&mut self) -> io::Result<()> {
+        if self.writing.wrote {
+            self.writing.set_nodelay(&self.stream, self.peer);
+        }
+        self.writing.wrote = true;
         let output = &self.answers.output;
         let written = match self.stream.write_now(output) {
             Ok(written) => written,
@@ -486,9 +564,10 @@ impl<T: Transport> Connection<T> {
         if written == output.len() {
             return Ok(());
         }
-        if !self.write_timeout_set {
+        self.writing.set_nodelay(&self.stream, self.peer);
+        if !self.writing.timeout {
             self.stream.set_write_timeout(self.admission.limits().idle_timeout)?;
-            self.write_timeout_set = true;
+            self.writing.timeout = true;
         }
         // may's write clears the socket's record of events, which the next
         // wait for bytes relies on: read before waiting again.
@@ -499,12 +578,13 @@ impl<T: Transport> Connection<T> {
     /// Sends the last answers and closes: at once if the client has sent
     /// nothing more, or after taking what it sends (requests pipelined
     /// behind a close are never answered, but must not reset the
-    /// connection before the client has read the answers).
-    fn close(&mut self, limits: &Limits) {
+    /// connection before the client has read the answers). Only a client
+    /// that is not `client_done` is asked for bytes not read yet.
+    fn close(&mut self, client_done: bool, limits: &Limits) {
         if self.flush().is_err() {
             return;
         }
-        let unread = !self.input.data().is_empty() || self.stream.has_unread();
+        let unread = !self.input.data().is_empty() || (!client_done && self.stream.has_unread());
         if unread {
             self.linger_close(limits);
         }
@@ -513,7 +593,7 @@ impl<T: Transport> Connection<T> {
     }
 
     /// Sends the answers made so far, then the refusal, and closes.
-    fn refuse(mut self, refusal: Refusal, limits: &Limits) {
+    fn refuse(&mut self, refusal: Refusal, limits: &Limits) {
         debug!("connection from {}: refused: {}", self.peer, refusal.message());
         self.answers.handler.refused(refusal.status());
         self.answers.output.extend_from_slice(&refusal_bytes(refusal));
@@ -559,26 +639,46 @@ impl Reading {
         at: Instant,
     ) -> io::Result<usize> {
         loop {
-            if !self.drained {
-                match stream.read_now(buf) {
-                    Ok(read) => {
-                        self.drained = read < buf.len() && !self.hung_up;
-                        return Ok(read);
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(err) => return Err(err),
-                }
+            if !self.drained
+                && let Some(read) = self.try_read(stream, buf)
+            {
+                return read;
             }
-            self.deadline.arm(deadlines, at, || stream.waker());
-            let woken = stream.wait_readable();
-            self.hung_up |= woken == Woken::HungUp;
-            if self.deadline.passed(at) {
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            // Woken for neither bytes nor the end: nothing to read yet.
-            self.drained = woken == Woken::Other;
+            self.wait(stream, deadlines, at)?;
         }
+    }
+
+    /// Reads what has arrived into `buf` without waiting; `None` if nothing
+    /// has (the connection is then drained).
+    fn try_read(&mut self, stream: &mut impl Transport, buf: &mut [u8]) -> Option<io::Result<usize>> {
+        loop {
+            return match stream.read_now(buf) {
+                Ok(read) => {
+                    self.drained = read < buf.len() && !self.hung_up;
+                    Some(Ok(read))
+                }
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = true;
+                    None
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => Some(Err(err)),
+            };
+        }
+    }
+
+    /// Waits once for bytes or the end of input, until `at` (`TimedOut`
+    /// then); afterwards the connection is drained only if woken for
+    /// neither.
+    fn wait(&mut self, stream: &mut impl Transport, deadlines: &Deadlines, at: Instant) -> io::Result<()> {
+        self.deadline.arm(deadlines, at, || stream.waker());
+        let woken = stream.wait_readable();
+        self.hung_up |= woken == Woken::HungUp;
+        if self.deadline.passed(at) {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.drained = woken == Woken::Other;
+        Ok(())
     }
 }
 
@@ -600,10 +700,11 @@ struct Answers {
 }
 
 impl Answers {
-    /// Calls the handler for one request and encodes its answer; true if
-    /// the connection closes after it. A handler that panics is answered
-    /// 500 and closes the connection: its state cannot be trusted.
-    fn answer(&mut self, parsed: &ParsedHead<'_>, headers: &[Header<'_>], body: &[u8], head: &Head) -> bool {
+    /// Calls the handler for one request and encodes its answer; says
+    /// whether the connection stays open after it. A handler that panics
+    /// is answered 500 and closes the connection: its state cannot be
+    /// trusted.
+    fn answer(&mut self, parsed: &ParsedHead<'_>, headers: &[Header<'_>], body: &[u8], head: &Head) -> After {
         let request = Request::new(parsed.method, parsed.target, headers, body).from_peer(self.peer.ip());
         self.response.clear();
         let handler = &*self.handler;
@@ -626,8 +727,24 @@ impl Answers {
             self.date = date::line();
         }
         response.encode(&mut self.output, &self.date, head.is_head, connection);
-        connection == ConnectionHeader::Close
+        match connection {
+            ConnectionHeader::Close if !head.keep_alive => After::ClientCloses,
+            ConnectionHeader::Close => After::ServerCloses,
+            _ => After::KeepOpen,
+        }
     }
+}
+
+/// What becomes of a connection after an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum After {
+    /// It stays open for the next request.
+    KeepOpen,
+    /// It closes, as the client asked (`Connection: close`, or HTTP/1.0
+    /// without keep-alive).
+    ClientCloses,
+    /// It closes because the server will not go on with it.
+    ServerCloses,
 }
 
 /// Closes a connection whose client may still be sending (a refused body,

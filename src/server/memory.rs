@@ -19,17 +19,36 @@ use crate::server::{Handler, Limits};
 /// read (empty ones are skipped: a read of nothing is the end of input),
 /// then closes its side; returns all the server wrote to it.
 pub fn serve_in_memory(handler: Arc<dyn Handler>, limits: Limits, reads: Vec<Vec<u8>>) -> Vec<u8> {
+    serve_traced(handler, limits, reads).0
+}
+
+/// What a connection asked of its socket besides reads, in order: for
+/// tests of which system calls a connection makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SocketCall {
+    /// A write of some bytes.
+    Write,
+    /// TCP_NODELAY set.
+    NoDelay,
+    /// A look for bytes not read yet.
+    Peek,
+}
+
+/// [`serve_in_memory`], also giving what the connection asked of its socket.
+fn serve_traced(handler: Arc<dyn Handler>, limits: Limits, reads: Vec<Vec<u8>>) -> (Vec<u8>, Vec<SocketCall>) {
     let written = Rc::new(RefCell::new(Vec::new()));
+    let calls = Rc::new(RefCell::new(Vec::new()));
     let stream = MemoryStream {
         reads: reads.into_iter().filter(|read| !read.is_empty()).collect(),
         written: written.clone(),
+        calls: calls.clone(),
     };
     let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
     let admission = Arc::new(Admissions::new(limits))
         .admit(peer.ip())
         .expect("a first connection is always admitted");
     Connection::new(stream, peer, admission, handler).serve();
-    written.take()
+    (written.take(), calls.take())
 }
 
 /// A waker for a stream that never waits.
@@ -42,6 +61,13 @@ impl Wake for NoWake {
 struct MemoryStream {
     reads: VecDeque<Vec<u8>>,
     written: Rc<RefCell<Vec<u8>>>,
+    calls: Rc<RefCell<Vec<SocketCall>>>,
+}
+
+impl MemoryStream {
+    fn record(&self, call: SocketCall) {
+        self.calls.borrow_mut().push(call);
+    }
 }
 
 impl Read for MemoryStream {
@@ -59,6 +85,9 @@ impl Read for MemoryStream {
 
 impl Write for MemoryStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !buf.is_empty() {
+            self.record(SocketCall::Write);
+        }
         self.written.borrow_mut().extend_from_slice(buf);
         Ok(buf.len())
     }
@@ -74,6 +103,11 @@ impl Transport for MemoryStream {
     }
 
     fn set_write_timeout(&self, _timeout: Duration) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn set_nodelay(&self) -> io::Result<()> {
+        self.record(SocketCall::NoDelay);
         Ok(())
     }
 
@@ -99,6 +133,7 @@ impl Transport for MemoryStream {
     }
 
     fn has_unread(&self) -> bool {
+        self.record(SocketCall::Peek);
         !self.reads.is_empty()
     }
 }
@@ -173,8 +208,7 @@ mod tests {
 
     #[test]
     fn nothing_follows_an_answer_that_closes() {
-        let close = b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
-        let text = serve(&[&[close.as_slice(), GET].concat()]);
+        let text = serve(&[&[CLOSE, GET].concat()]);
         assert_eq!(statuses(&text), ["200"]);
         assert!(text.contains("Connection: close\r\n"));
     }
@@ -235,6 +269,36 @@ mod tests {
         let kept = serve(&[b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", GET]);
         assert_eq!(statuses(&kept), ["200", "200"]);
         assert!(kept.contains("Connection: keep-alive\r\n"));
+    }
+
+    fn calls(reads: &[&[u8]]) -> Vec<SocketCall> {
+        let reads = reads.iter().map(|read| read.to_vec()).collect();
+        serve_traced(Arc::new(Echo), limits(), reads).1
+    }
+
+    const CLOSE: &[u8] = b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+
+    #[test]
+    fn tcp_nodelay_is_set_once_before_a_second_write_and_never_for_one() {
+        use SocketCall::{NoDelay, Write};
+        assert_eq!(calls(&[CLOSE]), [Write]);
+        assert_eq!(calls(&[&[GET, GET, CLOSE].concat()]), [Write], "one batch, one write");
+        assert_eq!(calls(&[GET, GET, CLOSE]), [Write, NoDelay, Write, Write]);
+        let expects = b"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(
+            calls(&[expects, b"ok"]),
+            [Write, NoDelay, Write],
+            "100 Continue, then the answer"
+        );
+    }
+
+    #[test]
+    fn only_a_close_the_client_did_not_ask_for_looks_for_unread_bytes() {
+        use SocketCall::{Peek, Write};
+        assert_eq!(calls(&[CLOSE]), [Write], "Connection: close");
+        assert_eq!(calls(&[b"GET / HTTP/1.0\r\n\r\n"]), [Write], "HTTP/1.0");
+        assert_eq!(calls(&[GET]), [Write], "the client's end of input");
+        assert_eq!(calls(&[b"GET /panic HTTP/1.1\r\nHost: h\r\n\r\n"]), [Write, Peek]);
     }
 
     /// `input` cut wherever `cuts` say (each taken modulo its length + 1),
