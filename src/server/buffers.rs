@@ -3,8 +3,10 @@
 //! request holds none, and one that is busy takes a buffer without asking
 //! the allocator or zeroing it again.
 //!
-//! A connection's read and write buffers are kept as one pair, so lending
-//! them costs one queue operation each way.
+//! A connection's buffers (to read into, to write answers into, and the
+//! handler's [`Response`]) are kept together, so lending them costs one
+//! queue operation each way; a new connection takes ones already grown to
+//! the size answers need.
 //!
 //! The pool is a lock-free queue shared by every scheduler thread, not a
 //! thread-local: a coroutine can move to another thread at any yield, and
@@ -15,7 +17,9 @@ use std::sync::LazyLock;
 
 use crossbeam_queue::ArrayQueue;
 
-/// Pairs kept; more are freed.
+use crate::server::Response;
+
+/// Sets of buffers kept; more are freed.
 const KEPT: usize = 256;
 
 /// Buffers larger than this are freed rather than kept.
@@ -31,9 +35,11 @@ pub struct Buffers {
     pub read: Vec<u8>,
     /// To write answers into; empty.
     pub write: Vec<u8>,
+    /// For the handler to write its answer into; cleared.
+    pub response: Response,
 }
 
-/// A pair of buffers, kept ones if there are any; a new write buffer has
+/// A set of buffers, kept ones if there are any; a new write buffer has
 /// room for `write_capacity` bytes.
 pub fn take(write_capacity: usize) -> Buffers {
     let mut buffers = POOL.pop().unwrap_or_default();
@@ -50,7 +56,9 @@ pub fn give(buffers: Buffers) {
 
 fn give_to(pool: &ArrayQueue<Buffers>, mut buffers: Buffers) {
     buffers.write.clear();
-    for buffer in [&mut buffers.read, &mut buffers.write] {
+    buffers.response.clear();
+    let [headers, body] = buffers.response.buffers_mut();
+    for buffer in [&mut buffers.read, &mut buffers.write, headers, body] {
         if buffer.capacity() > KEEP_CAPACITY {
             *buffer = Vec::new();
         }
@@ -66,7 +74,11 @@ mod tests {
     use super::*;
 
     fn pair(read: Vec<u8>, write: Vec<u8>) -> Buffers {
-        Buffers { read, write }
+        Buffers {
+            read,
+            write,
+            response: Response::default(),
+        }
     }
 
     #[test]
@@ -92,5 +104,27 @@ mod tests {
             give_to(&pool, pair(vec![0; 10], Vec::new()));
         }
         assert_eq!(pool.len(), 2, "a full pool frees what it cannot keep");
+    }
+
+    #[test]
+    fn a_kept_response_is_cleared_and_keeps_only_small_buffers() {
+        let pool = ArrayQueue::new(1);
+        let mut buffers = pair(vec![0; 10], Vec::new());
+        buffers.response.set_status(404);
+        buffers.response.header("X-A", "b");
+        buffers
+            .response
+            .body_mut()
+            .extend_from_slice(&[b'x'; KEEP_CAPACITY + 1]);
+        let headers_capacity = buffers.response.buffers_mut()[0].capacity();
+        give_to(&pool, buffers);
+        let mut kept = pool.pop().expect("kept");
+        assert_eq!(kept.response.status(), 200);
+        let [headers, body] = kept.response.buffers_mut();
+        assert!(
+            headers.is_empty() && headers.capacity() == headers_capacity,
+            "kept, emptied"
+        );
+        assert_eq!(body.capacity(), 0, "the oversized body is freed");
     }
 }

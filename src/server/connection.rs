@@ -157,7 +157,7 @@ pub(crate) struct Connection<T: Transport> {
     reading: Reading,
     /// What the connection has set on its socket for writing.
     writing: Writing,
-    /// Its read and write buffers are back in the pool: it holds none
+    /// Its buffers (input, output and the response) are back in the pool: it holds none
     /// while it waits for a request, nor before its first.
     buffers_released: bool,
 }
@@ -467,6 +467,7 @@ impl<T: Transport> Connection<T> {
             let buffers = buffers::take(OUTPUT_CHUNK);
             self.input.bytes = buffers.read;
             self.answers.output = buffers.write;
+            self.answers.response = buffers.response;
         }
     }
 
@@ -479,6 +480,7 @@ impl<T: Transport> Connection<T> {
             buffers::give(Buffers {
                 read: std::mem::take(&mut self.input.bytes),
                 write: std::mem::take(&mut self.answers.output),
+                response: std::mem::take(&mut self.answers.response),
             });
         }
     }
@@ -690,7 +692,8 @@ const LINGER: Duration = Duration::from_secs(1);
 struct Answers {
     handler: Arc<dyn Handler>,
     peer: SocketAddr,
-    /// The answer being written, reused from request to request.
+    /// The answer being written: reused from request to request, and kept
+    /// in the buffer pool while the connection waits.
     response: Response,
     /// Encoded answers not yet written to the socket.
     output: Vec<u8>,

@@ -93,6 +93,12 @@ impl Response {
         self.delayed
     }
 
+    /// Its header and body buffers, for the pool that keeps them between
+    /// requests.
+    pub(crate) fn buffers_mut(&mut self) -> [&mut Vec<u8>; 2] {
+        [&mut self.headers, &mut self.body]
+    }
+
     /// Empties it for the next answer, keeping its buffers.
     pub fn clear(&mut self) {
         self.status = 200;
