@@ -157,8 +157,8 @@ pub(crate) struct Connection<T: Transport> {
     reading: Reading,
     /// What the connection has set on its socket for writing.
     writing: Writing,
-    /// Its buffers (input, output and the response) are back in the pool: it holds none
-    /// while it waits for a request, nor before its first.
+    /// Its buffers (input, output and the response) are back in the pool:
+    /// it holds none while it waits for a request, nor before its first.
     buffers_released: bool,
 }
 
