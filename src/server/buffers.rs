@@ -22,8 +22,11 @@ use crate::server::Response;
 /// Sets of buffers kept; more are freed.
 const KEPT: usize = 256;
 
-/// Buffers larger than this are freed rather than kept.
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// Buffers larger than this are freed rather than kept: a kept set holds
+/// at most four times this, and the pool [`KEPT`] sets. Answers and
+/// requests of ordinary size fit; a connection that makes a larger one
+/// grows its buffer again, from the allocator.
+const KEEP_CAPACITY: usize = 16 * 1024;
 
 static POOL: LazyLock<ArrayQueue<Buffers>> = LazyLock::new(|| ArrayQueue::new(KEPT));
 
