@@ -11,7 +11,7 @@
 //! | `head` | parsing a request's line and headers, and what they say about its framing (the one place that decides it) |
 //! | `chunked` | the incremental `Transfer-Encoding: chunked` decoder |
 //! | `request`, `response` | what a handler reads and writes |
-//! | `buffers` | read and write buffers lent to busy connections, kept in a shared pool |
+//! | `buffers` | the read, write and response buffers lent to busy connections, kept in a shared pool |
 //! | `date` | the cached `Date` header |
 //! | `memory` | a connection served from bytes in memory, for tests and benchmarks |
 //!
