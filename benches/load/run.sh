@@ -70,7 +70,9 @@
 # system-wide).
 #
 # Runs alternate between servers (rep 1 of each, then rep 2 of each, ...), so
-# a slow spell of the machine does not land on one server only.
+# a slow spell of the machine does not land on one server only; a second
+# table gives CPU per request as the median of the ratios of runs made back
+# to back (rust's rep i against each server's rep i).
 #
 # Environment: DURATION (10s) REPEATS (3) WARMUP (3s) CONNECTIONS (64)
 #   PIPELINE (16) MEMORY_TASKS (1000000) IDLE_CONNECTIONS (10000)
@@ -479,6 +481,20 @@ median() {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "—" || b == "—" || b + 0 == 0) print "—"; else printf "%.2f", a / b }'; }
 
+# paired_ratio SCENARIO SERVER PEER COLUMN: the median over repetitions of
+# SERVER's run i divided by PEER's run i. Runs of one repetition are made
+# back to back, so each ratio compares the two servers under the same spell
+# of the machine: on a noisy machine this varies less than the ratio of the
+# two medians.
+paired_ratio() {
+    awk -F'\t' -v s="$1" -v a="$2" -v b="$3" -v c="$4" '
+        $1 == s && $c != "NA" && ($2 == a || $2 == b) { v[$2, $3] = $c; reps[$3] = 1 }
+        END { for (r in reps) if ((a, r) in v && (b, r) in v && v[b, r] + 0 != 0) print v[a, r] / v[b, r] }' "$RUNS" |
+        sort -g | awk '{ v[NR] = $1 } END {
+            if (NR == 0) { print "—"; exit }
+            printf "%.2f\n", (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 fmt() { awk -v v="$1" -v f="$2" 'BEGIN { if (v == "—") print v; else printf f, v }'; }
 
 report_header() {
@@ -519,6 +535,22 @@ report_comparison() {
         cells+=("$(ratio "${cpu[rust]}" "${cpu[go]}")" "$(ratio "${cpu[rust]}" "${cpu[axum]}")" "$(ratio "${cpu[rust]}" "${cpu[floor]}")")
         printf '| %s ' "${cells[@]}"
         echo "|"
+    done
+}
+
+# CPU per request of rust against each other server, as the median of the
+# ratios of runs made back to back (see paired_ratio).
+report_paired() {
+    local s
+    echo
+    echo "CPU µs/req of rust against each server, median of the ratios of runs made back to back (run i of"
+    echo "each; less sensitive to the machine's slow spells than the ratio of medians above):"
+    echo
+    echo "| scenario | CPU rust/go | CPU rust/axum | CPU rust/floor |"
+    echo "|---|---:|---:|---:|"
+    for s in $WRK_SCENARIOS; do
+        grep -qP "^$s\t" "$RUNS" || continue
+        echo "| $s | $(paired_ratio "$s" rust go 7) | $(paired_ratio "$s" rust axum 7) | $(paired_ratio "$s" rust floor 7) |"
     done
 }
 
@@ -614,6 +646,7 @@ report() {
         report_header
         if [[ -s $RUNS ]]; then
             report_comparison
+            report_paired
             report_details
             [[ -z $BASELINE ]] || report_baseline
             ! grep -qP '^h\t' "$RUNS" || report_reconnects
