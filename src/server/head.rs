@@ -210,7 +210,7 @@ struct Scanner<'b> {
 impl<'b> Scanner<'b> {
     fn head(&mut self, headers: &mut HeaderLines<'b>) -> Result<ParsedHead<'b>, Stop> {
         self.skip_blank_lines()?;
-        let method = self.take(TCHAR);
+        let method = self.method();
         self.expect(b' ')?;
         let target = self.take_long(TARGET, b'!');
         self.expect(b' ')?;
@@ -237,6 +237,17 @@ impl<'b> Scanner<'b> {
         })
     }
 
+    /// The method: a token, and most often `GET`, which one comparison
+    /// finds without a look-up per byte.
+    fn method(&mut self) -> &'b [u8] {
+        let start = self.at;
+        if self.buf[start..].starts_with(b"GET ") {
+            self.at += 3;
+            return &self.buf[start..self.at];
+        }
+        self.take(TCHAR)
+    }
+
     /// The longest run of bytes of `class` from here.
     fn take(&mut self, class: u8) -> &'b [u8] {
         let start = self.at;
@@ -246,10 +257,11 @@ impl<'b> Scanner<'b> {
 
     /// [`take`](Self::take) for [`TARGET`] and [`VALUE`], whose runs are long
     /// and made of bytes no lower than `lowest` and not DEL: skipped eight
-    /// at a time while every byte is such, then one at a time.
+    /// at a time up to the first byte that is not such, then one at a time
+    /// (a tab in a value goes on; a line's end stops).
     fn take_long(&mut self, class: u8, lowest: u8) -> &'b [u8] {
         let start = self.at;
-        self.at += words_no_lower_than(&self.buf[start..], lowest);
+        self.at += run_no_lower_than(&self.buf[start..], lowest);
         self.take_rest(class);
         &self.buf[start..self.at]
     }
@@ -346,11 +358,13 @@ impl<'b> Scanner<'b> {
     }
 }
 
-/// How many bytes at the start of `bytes`, in whole words of eight, are
-/// all no lower than `lowest` (at most 0x7F) and not DEL; bytes past ASCII
-/// count as such. Exact: a subtraction borrows only out of a byte that is
-/// lower, so a word without one is never flagged.
-fn words_no_lower_than(bytes: &[u8], lowest: u8) -> usize {
+/// How many bytes at the start of `bytes` are all no lower than `lowest`
+/// (at most 0x7F) and not DEL (bytes past ASCII count as such), read eight
+/// at a time: exact up to the first byte that is neither, or to the last
+/// whole word if there is none (the caller goes on from there one byte at a
+/// time). A subtraction borrows only out of a byte that is lower, so the
+/// lowest flagged byte of a word is always one that breaks the run.
+fn run_no_lower_than(bytes: &[u8], lowest: u8) -> usize {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH_BITS: u64 = u64::from_ne_bytes([0x80; 8]);
     const DELS: u64 = u64::from_ne_bytes([0x7F; 8]);
@@ -361,8 +375,10 @@ fn words_no_lower_than(bytes: &[u8], lowest: u8) -> usize {
         let lower = word.wrapping_sub(lowests) & !word & HIGH_BITS;
         let not_del = word ^ DELS;
         let del = not_del.wrapping_sub(ONES) & !not_del & HIGH_BITS;
-        if lower | del != 0 {
-            break;
+        let flagged = lower | del;
+        if flagged != 0 {
+            // Little-endian: the first byte is the lowest.
+            return at + (flagged.trailing_zeros() / 8) as usize;
         }
         at += 8;
     }
@@ -414,25 +430,25 @@ impl HeaderFacts {
         // Names are compared only where the length matches: most lines are
         // none of these, and cost one comparison of lengths.
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => self.hosts += 1,
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            4 if is_name(name, b"host") => self.hosts += 1,
+            6 if is_name(name, b"expect") => {
                 if !value.eq_ignore_ascii_case(b"100-continue") {
                     return Err(Refusal::UnsupportedExpectation);
                 }
                 self.expects_continue = http11;
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if is_name(name, b"connection") => {
                 self.close |= has_token(value, b"close");
                 self.keep_alive |= has_token(value, b"keep-alive");
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if is_name(name, b"content-length") => {
                 let length = parse_content_length(value).ok_or(Refusal::InvalidContentLength)?;
                 if self.length.is_some_and(|seen| seen != length) {
                     return Err(Refusal::ConflictingContentLength);
                 }
                 self.length = Some(length);
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if is_name(name, b"transfer-encoding") => {
                 if self.chunked || !value.eq_ignore_ascii_case(b"chunked") {
                     return Err(Refusal::UnsupportedTransferCoding);
                 }
@@ -467,6 +483,14 @@ impl HeaderFacts {
             is_head,
         })
     }
+}
+
+/// Whether the header name `name`, a token, is `lower` (lowercase letters
+/// and `-`) in any case. Setting bit 0x20 lowercases a letter, and no other
+/// token byte becomes a lowercase letter or `-` by it, so one OR per byte
+/// decides where `eq_ignore_ascii_case` needs a range check.
+fn is_name<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    name.len() == N && name.iter().zip(lower).all(|(byte, want)| byte | 0x20 == *want)
 }
 
 /// `Content-Length = 1*DIGIT` (the parser has taken off the surrounding
@@ -648,7 +672,20 @@ mod tests {
         let header = (
             piece(&[b"Host", b"Content-Length", b"X-Y", b"", b"X Y", b"N\xc3\xa9", b"A\x01"]),
             piece(&[b":", b": ", b" :", b":\t", b""]),
-            piece(&[b"v", b" v ", b"v\t", b"a\x01b", b"\xe9t\xc3\xa9", b"a\tb", b"", b"\x7f"]),
+            piece(&[
+                b"v",
+                b" v ",
+                b"v\t",
+                b"a\x01b",
+                b"\xe9t\xc3\xa9",
+                b"a\tb",
+                b"",
+                b"\x7f",
+                b"127.0.0.1:8080",
+                b"text/html,application/xhtml+xml\t;q=0.9",
+                b"0123456789abcdef\x01",
+                b"0123456789\x7f",
+            ]),
             line_end.clone(),
         )
             .prop_map(|(name, separator, value, end)| [name, separator, value, end].concat());
@@ -656,7 +693,18 @@ mod tests {
             piece(&[b"", b"\r\n", b"\n"]),
             piece(&[b"GET", b"POST", b"HEAD", b"X-Y~", b"", b"G\x01T", b"G(T"]),
             piece(&[b" ", b"  ", b"\t"]),
-            piece(&[b"/", b"/tasks/1?x=y", b"*", b"/\xc3\xa9", b"/\xff", b"/a\x7fb", b""]),
+            piece(&[
+                b"/",
+                b"/tasks/1?x=y",
+                b"*",
+                b"/\xc3\xa9",
+                b"/\xff",
+                b"/a\x7fb",
+                b"",
+                b"/tasks?limit=10&after=12345",
+                b"/0123456789abcdef\x7f",
+                b"/01234567\t",
+            ]),
             piece(&[b" ", b"  "]),
             piece(&[
                 b"HTTP/1.1",
@@ -692,6 +740,38 @@ mod tests {
         #[test]
         fn it_agrees_with_httparse(bytes in heads()) {
             prop_assert_eq!(own_head(&bytes), httparse_head(&bytes));
+        }
+    }
+
+    proptest! {
+        /// The word-at-a-time scan stops where a byte-by-byte one does, or
+        /// at the last whole word before the end when no byte stops it.
+        #[test]
+        fn the_word_scan_stops_at_the_first_byte_out_of_range(
+            bytes in proptest::collection::vec(prop_oneof![0x20u8..0x7F, any::<u8>()], 0..40),
+            lowest in prop_oneof![Just(b' '), Just(b'!')],
+        ) {
+            let in_run = |byte: u8| (byte >= lowest && byte != 0x7F) || byte >= 0x80;
+            let first_out = bytes.iter().position(|&byte| !in_run(byte));
+            let whole_words = bytes.len() / 8 * 8;
+            let expected = match first_out {
+                Some(at) if at < whole_words => at,
+                _ => whole_words,
+            };
+            prop_assert_eq!(run_no_lower_than(&bytes, lowest), expected);
+        }
+    }
+
+    #[test]
+    fn framing_header_names_match_in_any_case_and_nothing_else() {
+        assert!(is_name(b"Host", b"host") && is_name(b"HOST", b"host") && is_name(b"hOsT", b"host"));
+        assert!(is_name(b"Content-Length", b"content-length"));
+        assert!(!is_name(b"Hosts", b"host") && !is_name(b"Hist", b"host"));
+        // Every token byte but a letter's other case differs after the OR.
+        for byte in (0u8..=0x7F).filter(|byte| CLASSES[usize::from(*byte)] & TCHAR != 0) {
+            let same = byte.eq_ignore_ascii_case(&b'h') || byte == b'h';
+            assert_eq!(is_name(&[byte], b"h"), same, "{byte:#x}");
+            assert_eq!(is_name(&[byte], b"-"), byte == b'-', "{byte:#x}");
         }
     }
 }
