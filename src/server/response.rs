@@ -216,7 +216,6 @@ fn put_length(out: &mut Vec<u8>, length: usize) {
     }
 }
 
-
 /// The complete answer to a refused request: a JSON error, closing the
 /// connection. For answers the server writes before or without a handler.
 pub(crate) fn refusal_bytes(refusal: Refusal) -> Vec<u8> {
