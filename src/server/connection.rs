@@ -179,14 +179,21 @@ struct Writing {
 }
 
 impl Writing {
-    /// Sets TCP_NODELAY once; a socket that refuses it still works.
+    /// Sets TCP_NODELAY once; a socket that refuses it still works. The
+    /// test is inlined into every write; the setting is not.
+    #[inline(always)]
     fn set_nodelay(&mut self, stream: &impl Transport, peer: SocketAddr) {
         if !self.nodelay {
             self.nodelay = true;
-            if let Err(err) = stream.set_nodelay() {
-                debug!("connection from {peer}: cannot set TCP_NODELAY: {err}");
-            }
+            set_nodelay_now(stream, peer);
         }
+    }
+}
+
+#[cold]
+fn set_nodelay_now(stream: &impl Transport, peer: SocketAddr) {
+    if let Err(err) = stream.set_nodelay() {
+        debug!("connection from {peer}: cannot set TCP_NODELAY: {err}");
     }
 }
 
