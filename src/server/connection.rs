@@ -190,6 +190,7 @@ impl Writing {
     }
 }
 
+/// [`Writing::set_nodelay`]'s system call, once per connection.
 #[cold]
 fn set_nodelay_now(stream: &impl Transport, peer: SocketAddr) {
     if let Err(err) = stream.set_nodelay() {
