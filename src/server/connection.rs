@@ -32,8 +32,10 @@ const READ_CHUNK: usize = 1024;
 const OUTPUT_CHUNK: usize = 4096;
 
 /// Buffers grown past this for one large request are let go once it is
-/// answered, so an idle connection holds little.
-const KEEP_CAPACITY: usize = 64 * 1024;
+/// answered, even by a connection that goes on without waiting. (One that
+/// waits gives its buffers to the pool, which keeps only those up to the
+/// smaller `buffers::KEEP_CAPACITY`.)
+const BUSY_KEEP_CAPACITY: usize = 64 * 1024;
 
 /// A head is parsed again on every read while it is this short; past it,
 /// only when a read completes a line (where parsing can tell more). A head
@@ -419,7 +421,7 @@ impl<T: Transport> Connection<T> {
 
     /// Lets go of a decoded body that grew large.
     fn release_body(&mut self) {
-        if self.body.capacity() > KEEP_CAPACITY {
+        if self.body.capacity() > BUSY_KEEP_CAPACITY {
             self.body = Vec::new();
         }
     }
@@ -552,7 +554,7 @@ impl<T: Transport> Connection<T> {
         let written = self.write_output();
         let output = &mut self.answers.output;
         output.clear();
-        if output.capacity() > KEEP_CAPACITY {
+        if output.capacity() > BUSY_KEEP_CAPACITY {
             *output = Vec::new();
         }
         written
@@ -809,7 +811,7 @@ impl ReadBuffer {
     fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
-        if self.bytes.len() > KEEP_CAPACITY {
+        if self.bytes.len() > BUSY_KEEP_CAPACITY {
             self.bytes = Vec::new();
         }
     }
