@@ -4,7 +4,7 @@
 //! timeout and every buffer by a limit.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -239,7 +239,7 @@ impl<T: Transport> Connection<T> {
             input: ReadBuffer::default(),
             answers: Answers {
                 handler,
-                peer,
+                peer_ip: peer.ip(),
                 response: Response::default(),
                 output: Vec::new(),
                 date: [0; date::LINE_LEN],
@@ -318,23 +318,30 @@ impl<T: Transport> Connection<T> {
         self.scanned = input.len();
         let mut headers = HeaderLines::new();
         let parsed = if worth_parsing {
-            head::parse(input, &mut headers)?
+            head::parse(input, &mut headers)
         } else {
-            None
+            Ok(None)
         };
-        // Borrowed, not moved: the head stays where `parse` wrote it.
-        let Some(request) = &parsed else {
-            if input.len() > limits.max_header_bytes {
-                return Err(Refusal::HeadTooLarge);
+        // Borrowed where `parse` wrote it, never moved: copying the parse's
+        // result out of its `Result` cost two stalled loads (the copy's
+        // unaligned reads spanned the parser's writes).
+        let request = match &parsed {
+            Ok(Some(request)) => request,
+            Ok(None) if input.len() > limits.max_header_bytes => return Err(Refusal::HeadTooLarge),
+            Ok(None) => {
+                self.head_started.get_or_insert_with(Instant::now);
+                return Ok(Step::NeedMore);
             }
-            self.head_started.get_or_insert_with(Instant::now);
-            return Ok(Step::NeedMore);
+            Err(refusal) => return Err(*refusal),
         };
         let len = request.len;
         if len > limits.max_header_bytes {
             return Err(Refusal::HeadTooLarge);
         }
-        let head = request.head?;
+        let head = match &request.head {
+            Ok(head) => head,
+            Err(refusal) => return Err(*refusal),
+        };
         self.head_started = None;
         self.scanned = 0;
         let body_input = &input[len..];
@@ -342,21 +349,21 @@ impl<T: Transport> Connection<T> {
             Framing::Length(length) if length > limits.max_body_bytes as u64 => Err(Refusal::BodyTooLarge),
             Framing::Length(length) if body_input.len() as u64 >= length => {
                 let body = &body_input[..length as usize];
-                let after = self.answers.answer(request, &headers, body, &head);
+                let after = self.answers.answer(request, &headers, body, head);
                 drop(headers); // they borrow the input
                 self.input.consume(len + length as usize);
                 Ok(Step::Answered(after))
             }
             Framing::Length(_) => {
                 drop(headers);
-                self.await_body(head, None)
+                self.await_body(*head, None)
             }
             Framing::Chunked => {
                 let mut decoder = ChunkedDecoder::new(limits.max_body_bytes);
                 self.body.clear();
                 match decoder.decode(body_input, &mut self.body)? {
                     Progress::Done(used) => {
-                        let after = self.answers.answer(request, &headers, &self.body, &head);
+                        let after = self.answers.answer(request, &headers, &self.body, head);
                         drop(headers);
                         self.input.consume(len + used);
                         self.release_body();
@@ -364,7 +371,7 @@ impl<T: Transport> Connection<T> {
                     }
                     Progress::NeedMore => {
                         drop(headers);
-                        self.await_body(head, Some(decoder))
+                        self.await_body(*head, Some(decoder))
                     }
                 }
             }
@@ -703,7 +710,8 @@ const LINGER: Duration = Duration::from_secs(1);
 /// it has written that are waiting to be sent.
 struct Answers {
     handler: Arc<dyn Handler>,
-    peer: SocketAddr,
+    /// The client's address, as each request carries it.
+    peer_ip: IpAddr,
     /// The answer being written: reused from request to request, and kept
     /// in the buffer pool while the connection waits.
     response: Response,
@@ -720,7 +728,7 @@ impl Answers {
     /// is answered 500 and closes the connection: its state cannot be
     /// trusted.
     fn answer(&mut self, parsed: &ParsedHead<'_>, headers: &[Header<'_>], body: &[u8], head: &Head) -> After {
-        let request = Request::new(parsed.method, parsed.target, headers, body).from_peer(self.peer.ip());
+        let request = Request::with_peer(parsed.method, parsed.target, headers, body, self.peer_ip);
         self.response.clear();
         let handler = &*self.handler;
         let response = &mut self.response;

@@ -87,7 +87,9 @@ impl ReadDeadline {
     /// `wake` (asked for only the first time).
     pub(crate) fn arm(&mut self, deadlines: &Deadlines, at: Instant, wake: impl FnOnce() -> Box<dyn Wake>) {
         let alarm = self.alarm.get_or_insert_with(|| Alarm::new(wake()));
-        if alarm.rang.swap(false, Ordering::AcqRel) {
+        // Read before it is reset: a locked swap on every wait cost more
+        // than the rest of `arm`, and the alarm has almost never rung.
+        if alarm.rang.load(Ordering::Acquire) && alarm.rang.swap(false, Ordering::AcqRel) {
             self.place = None;
         }
         match self.place {

@@ -18,18 +18,25 @@ impl<'a> Request<'a> {
     /// A request as the server hands it over; public so that handlers can be
     /// called without a socket, in tests and benchmarks.
     pub fn new(method: &'a str, target: &'a str, headers: &'a [Header<'a>], body: &'a [u8]) -> Self {
+        Self::with_peer(method, target, headers, body, IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+
+    /// The same, from `peer`: what the server builds for each request,
+    /// in one piece.
+    pub fn with_peer(
+        method: &'a str,
+        target: &'a str,
+        headers: &'a [Header<'a>],
+        body: &'a [u8],
+        peer: IpAddr,
+    ) -> Self {
         Self {
             method,
             target,
             headers,
             body,
-            peer: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            peer,
         }
-    }
-
-    /// The same request, from `peer`.
-    pub fn from_peer(self, peer: IpAddr) -> Self {
-        Self { peer, ..self }
     }
 
     /// The method, as sent (`GET`, `POST`, ...).
