@@ -458,17 +458,13 @@ impl HeaderFacts {
         Ok(())
     }
 
-    /// Takes in a `Connection` value. Nearly every client sends a single
-    /// `close` or `keep-alive`, matched whole; only a list is split (two
-    /// passes of `has_token` cost 150 instructions per request).
+    /// Takes in a `Connection` value, a comma-separated list of options,
+    /// in one pass for both options the server acts on.
     fn note_connection(&mut self, value: &[u8]) {
-        if value.eq_ignore_ascii_case(b"close") {
-            self.close = true;
-        } else if value.eq_ignore_ascii_case(b"keep-alive") {
-            self.keep_alive = true;
-        } else {
-            self.close |= has_token(value, b"close");
-            self.keep_alive |= has_token(value, b"keep-alive");
+        for option in value.split(|&byte| byte == b',') {
+            let option = option.trim_ascii();
+            self.close |= option.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
         }
     }
 
@@ -515,13 +511,6 @@ fn parse_content_length(digits: &[u8]) -> Option<u64> {
         return None;
     }
     Some(digits.iter().fold(0, |n, digit| n * 10 + u64::from(digit - b'0')))
-}
-
-/// Whether a comma-separated header value lists `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&byte| byte == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]
