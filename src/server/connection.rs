@@ -23,9 +23,13 @@ use crate::server::response::{ConnectionHeader, Response, refusal_bytes, write_r
 use crate::server::{Handler, Limits, MAX_UNWRITTEN, date};
 use httparse::Header;
 
-/// The least room made for each read: small, because an idle connection
-/// keeps its buffer; it grows with what a request needs.
+/// The room made for a connection's first read: enough for most requests,
+/// and little to allocate and zero for a connection that sends only one.
 const READ_CHUNK: usize = 1024;
+
+/// The most room a read is given when reads keep filling theirs (see
+/// [`ReadBuffer::filled`]): no more than the buffer pool keeps.
+const MAX_READ_CHUNK: usize = 16 * 1024;
 
 /// Room made for the answers to what one read brings, so that a batch of
 /// pipelined answers is not written through a series of reallocations.
@@ -285,13 +289,9 @@ impl<T: Transport> Connection<T> {
                     };
                 }
                 Ok(Step::NeedMore) => {
-                    if self.flush().is_err() {
-                        return End::Abort;
-                    }
-                    if let Some(end) = self.fill(limits) {
+                    if let Some(end) = self.read_rest_of_batch(limits) {
                         return end;
                     }
-                    self.answers.date = date::line();
                 }
                 Err(refusal) => return End::Refuse(refusal),
             }
@@ -433,10 +433,37 @@ impl<T: Transport> Connection<T> {
         }
     }
 
+    /// Reads what more of the batch being answered has arrived, where the
+    /// last read filled all its room and so may have left some: its
+    /// requests are then answered in the same write. Otherwise, or if
+    /// there is none, writes the answers and waits for the next requests.
+    /// `Some` when the connection ends instead.
+    fn read_rest_of_batch(&mut self, limits: &Limits) -> Option<End> {
+        if !self.reading.drained && !self.answers.output.is_empty() {
+            let room = self.room_to_read(limits);
+            if let Some(read) = self.reading.try_read(&mut self.stream, self.input.spare(room)) {
+                let read = read.inspect(|&read| self.input.filled(read));
+                return self.took(read);
+            }
+        }
+        if self.flush().is_err() {
+            return Some(End::Abort);
+        }
+        let end = self.fill(limits);
+        self.answers.date = date::line();
+        end
+    }
+
     /// Reads more from the client; `Some` when the connection ends instead.
     fn fill(&mut self, limits: &Limits) -> Option<End> {
         let deadline = self.read_deadline(limits);
-        match self.read_input(limits, deadline) {
+        let read = self.read_input(limits, deadline);
+        self.took(read)
+    }
+
+    /// What a read came to: `Some` when the connection ends.
+    fn took(&self, read: io::Result<usize>) -> Option<End> {
+        match read {
             Ok(0) => Some(self.end_of_input()),
             Ok(_) => None,
             Err(err) if err.kind() == io::ErrorKind::TimedOut => Some(self.timed_out()),
@@ -452,7 +479,7 @@ impl<T: Transport> Connection<T> {
         if self.pending.is_none() && self.input.data().is_empty() {
             return self.read_between_requests(deadline);
         }
-        let room = self.room_to_read().min(limits.max_body_bytes + READ_CHUNK);
+        let room = self.room_to_read(limits);
         let deadlines = self.admission.deadlines();
         let read = self
             .reading
@@ -469,7 +496,10 @@ impl<T: Transport> Connection<T> {
         loop {
             if !self.reading.drained {
                 self.hold_buffers();
-                if let Some(read) = self.reading.try_read(&mut self.stream, self.input.spare(READ_CHUNK)) {
+                if let Some(read) = self
+                    .reading
+                    .try_read(&mut self.stream, self.input.spare(self.input.chunk))
+                {
                     return read.inspect(|&read| self.input.filled(read));
                 }
             }
@@ -505,19 +535,19 @@ impl<T: Transport> Connection<T> {
     }
 
     /// How much to read next: what the body still needs, or enough to
-    /// double what is held.
-    fn room_to_read(&self) -> usize {
-        match &self.pending {
+    /// double what is held; at most a chunk more than a body may be.
+    fn room_to_read(&self, limits: &Limits) -> usize {
+        let chunk = self.input.chunk;
+        let room = match &self.pending {
             Some(Pending {
                 head, chunked: None, ..
             }) => match head.framing {
-                Framing::Length(length) => (length as usize)
-                    .saturating_sub(self.input.data().len())
-                    .max(READ_CHUNK),
-                Framing::Chunked => READ_CHUNK.max(self.body.len()),
+                Framing::Length(length) => (length as usize).saturating_sub(self.input.data().len()).max(chunk),
+                Framing::Chunked => chunk.max(self.body.len()),
             },
-            _ => READ_CHUNK.max(self.input.data().len()),
-        }
+            _ => chunk.max(self.input.data().len()),
+        };
+        room.min(limits.max_body_bytes + chunk)
     }
 
     /// The client has closed its side: every complete request was answered;
@@ -794,11 +824,29 @@ pub(crate) fn linger_close(stream: &mut impl Transport, timeout: Duration, limit
 /// The bytes read from a client and not yet consumed, in one buffer that
 /// is zeroed only when it grows (so reads need no `unsafe`) and compacted
 /// rather than grown when its front is free.
-#[derive(Default)]
 struct ReadBuffer {
     bytes: Vec<u8>,
     start: usize,
     end: usize,
+    /// The room the next read is given at least: [`READ_CHUNK`], doubled
+    /// after every read that filled all it was given, up to
+    /// [`MAX_READ_CHUNK`]. A client that pipelines more than a chunk at a
+    /// time so soon has its whole batch taken, and answered, at once.
+    chunk: usize,
+    /// The room the last [`spare`](Self::spare) gave.
+    offered: usize,
+}
+
+impl Default for ReadBuffer {
+    fn default() -> Self {
+        Self {
+            bytes: Vec::new(),
+            start: 0,
+            end: 0,
+            chunk: READ_CHUNK,
+            offered: 0,
+        }
+    }
 }
 
 impl ReadBuffer {
@@ -834,11 +882,17 @@ impl ReadBuffer {
         if self.bytes.len() - self.end < room {
             self.bytes.resize(self.end + room, 0);
         }
+        self.offered = self.bytes.len() - self.end;
         &mut self.bytes[self.end..]
     }
 
+    /// Takes in `count` bytes read into the [`spare`](Self::spare) room;
+    /// a read that filled it makes the next chunk larger.
     fn filled(&mut self, count: usize) {
         self.end += count;
+        if count == self.offered {
+            self.chunk = (self.chunk * 2).min(MAX_READ_CHUNK);
+        }
     }
 }
 
@@ -859,5 +913,24 @@ mod tests {
         assert_eq!(buffer.data(), b"ef");
         buffer.consume(2);
         assert_eq!((buffer.start, buffer.end), (0, 0));
+    }
+
+    #[test]
+    fn reads_that_fill_their_room_make_the_next_larger_up_to_a_bound() {
+        let mut buffer = ReadBuffer::default();
+        let read = |buffer: &mut ReadBuffer, short: usize| {
+            let room = buffer.spare(buffer.chunk).len();
+            buffer.filled(room - short);
+            buffer.consume(room - short);
+            room
+        };
+        assert_eq!(read(&mut buffer, 0), READ_CHUNK);
+        assert_eq!(buffer.chunk, 2 * READ_CHUNK);
+        assert_eq!(read(&mut buffer, 1), 2 * READ_CHUNK);
+        assert_eq!(buffer.chunk, 2 * READ_CHUNK, "a short read leaves it");
+        for _ in 0..10 {
+            read(&mut buffer, 0);
+        }
+        assert_eq!(buffer.chunk, MAX_READ_CHUNK);
     }
 }

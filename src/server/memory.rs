@@ -293,6 +293,14 @@ mod tests {
     }
 
     #[test]
+    fn a_batch_larger_than_a_read_is_answered_in_one_write() {
+        // 2,800 bytes: more than a connection's first read takes.
+        let batch = GET.repeat(100);
+        assert_eq!(calls(&[&batch]), [SocketCall::Write]);
+        assert_eq!(statuses(&serve(&[&batch])).len(), 100);
+    }
+
+    #[test]
     fn only_a_close_the_client_did_not_ask_for_looks_for_unread_bytes() {
         use SocketCall::{Peek, Write};
         assert_eq!(calls(&[CLOSE]), [Write], "Connection: close");

@@ -27,8 +27,9 @@
 //!   no body, 1xx/204/304 no body; a malformed request gets a 400 JSON error
 //!   and the connection is closed, never a silent close;
 //! - persistent connections, pipelining answered in order with one write per
-//!   batch, and a connection that stops reading once [`MAX_UNWRITTEN`] bytes
-//!   of its answers are waiting for the client.
+//!   batch (all that has arrived, however many reads it takes), and a
+//!   connection that stops reading once [`MAX_UNWRITTEN`] bytes of its
+//!   answers are waiting for the client.
 
 mod buffers;
 mod chunked;
