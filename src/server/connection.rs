@@ -31,6 +31,11 @@ const READ_CHUNK: usize = 1024;
 /// [`ReadBuffer::filled`]): no more than the buffer pool keeps.
 const MAX_READ_CHUNK: usize = 16 * 1024;
 
+/// Answers held back, at most, while more of their batch is read (see
+/// [`Connection::read_rest_of_batch`]): a client that never stops sending
+/// still gets its answers in writes of about this size.
+const BATCH_OUTPUT: usize = 64 * 1024;
+
 /// Room made for the answers to what one read brings, so that a batch of
 /// pipelined answers is not written through a series of reallocations.
 const OUTPUT_CHUNK: usize = 4096;
@@ -73,6 +78,9 @@ pub(crate) trait Transport: Read + Write {
     fn shutdown(&self, how: Shutdown) -> io::Result<()>;
     /// Whether the client has sent bytes not read yet.
     fn has_unread(&self) -> bool;
+    /// Lets the other coroutines on this thread run before this one goes
+    /// on.
+    fn give_way(&self);
 }
 
 impl Transport for TcpStream {
@@ -123,6 +131,10 @@ impl Transport for TcpStream {
 
     fn has_unread(&self) -> bool {
         self.inner().peek(&mut [0; 1]).is_ok_and(|read| read > 0)
+    }
+
+    fn give_way(&self) {
+        may::coroutine::yield_now();
     }
 }
 
@@ -435,11 +447,13 @@ impl<T: Transport> Connection<T> {
 
     /// Reads what more of the batch being answered has arrived, where the
     /// last read filled all its room and so may have left some: its
-    /// requests are then answered in the same write. Otherwise, or if
-    /// there is none, writes the answers and waits for the next requests.
-    /// `Some` when the connection ends instead.
+    /// requests are then answered in the same write (up to
+    /// [`BATCH_OUTPUT`] of answers). Otherwise, or if there is none, writes
+    /// the answers and reads the next requests, waiting for them if none
+    /// have come. `Some` when the connection ends instead.
     fn read_rest_of_batch(&mut self, limits: &Limits) -> Option<End> {
-        if !self.reading.drained && !self.answers.output.is_empty() {
+        let answered = self.answers.output.len();
+        if !self.reading.drained && answered > 0 && answered < BATCH_OUTPUT {
             let room = self.room_to_read(limits);
             if let Some(read) = self.reading.try_read(&mut self.stream, self.input.spare(room)) {
                 let read = read.inspect(|&read| self.input.filled(read));
@@ -448,6 +462,12 @@ impl<T: Transport> Connection<T> {
         }
         if self.flush().is_err() {
             return Some(End::Abort);
+        }
+        if answered > 0 && !self.reading.drained {
+            // More is waiting, so this coroutine could go on answering
+            // without ever giving up its thread: a coroutine is never
+            // preempted.
+            self.stream.give_way();
         }
         let end = self.fill(limits);
         self.answers.date = date::line();

@@ -32,6 +32,8 @@ enum SocketCall {
     NoDelay,
     /// A look for bytes not read yet.
     Peek,
+    /// A turn given to other coroutines.
+    GiveWay,
 }
 
 /// [`serve_in_memory`], also giving what the connection asked of its socket.
@@ -135,6 +137,10 @@ impl Transport for MemoryStream {
     fn has_unread(&self) -> bool {
         self.record(SocketCall::Peek);
         !self.reads.is_empty()
+    }
+
+    fn give_way(&self) {
+        self.record(SocketCall::GiveWay);
     }
 }
 
@@ -298,6 +304,19 @@ mod tests {
         let batch = GET.repeat(100);
         assert_eq!(calls(&[&batch]), [SocketCall::Write]);
         assert_eq!(statuses(&serve(&[&batch])).len(), 100);
+    }
+
+    #[test]
+    fn a_client_that_never_stops_sending_gets_bounded_writes_and_others_their_turns() {
+        use SocketCall::{GiveWay, Write};
+        // 224 KiB of requests arriving together, as from a client that
+        // sends without pause: more than a batch of answers.
+        let calls = calls(&[&GET.repeat(8192)]);
+        let writes = calls.iter().filter(|&&call| call == Write).count();
+        let turns = calls.iter().filter(|&&call| call == GiveWay).count();
+        assert!(writes > 4, "{writes} writes");
+        assert_eq!(turns, writes - 1, "a turn after every write but the last: {calls:?}");
+        assert_eq!(statuses(&serve(&[&GET.repeat(8192)])).len(), 8192);
     }
 
     #[test]

@@ -27,9 +27,11 @@
 //!   no body, 1xx/204/304 no body; a malformed request gets a 400 JSON error
 //!   and the connection is closed, never a silent close;
 //! - persistent connections, pipelining answered in order with one write per
-//!   batch (all that has arrived, however many reads it takes), and a
-//!   connection that stops reading once [`MAX_UNWRITTEN`] bytes of its
-//!   answers are waiting for the client.
+//!   batch (all that has arrived, however many reads it takes, up to about
+//!   64 KiB of answers), and a connection that stops reading once
+//!   [`MAX_UNWRITTEN`] bytes of its answers are waiting for the client;
+//! - a connection whose client never stops sending gives the other
+//!   coroutines on its thread a turn after each write.
 
 mod buffers;
 mod chunked;
