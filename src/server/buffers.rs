@@ -26,7 +26,7 @@ const KEPT: usize = 256;
 /// at most four times this, and the pool [`KEPT`] sets. Answers and
 /// requests of ordinary size fit; a connection that makes a larger one
 /// grows its buffer again, from the allocator.
-const KEEP_CAPACITY: usize = 16 * 1024;
+pub(crate) const KEEP_CAPACITY: usize = 16 * 1024;
 
 static POOL: LazyLock<ArrayQueue<Buffers>> = LazyLock::new(|| ArrayQueue::new(KEPT));
 

@@ -28,8 +28,8 @@ use httparse::Header;
 const READ_CHUNK: usize = 1024;
 
 /// The most room a read is given when reads keep filling theirs (see
-/// [`ReadBuffer::filled`]): no more than the buffer pool keeps.
-const MAX_READ_CHUNK: usize = 16 * 1024;
+/// [`ReadBuffer::filled`]): a buffer the pool still keeps.
+const MAX_READ_CHUNK: usize = buffers::KEEP_CAPACITY;
 
 /// Answers held back, at most, while more of their batch is read (see
 /// [`Connection::read_rest_of_batch`]): a client that never stops sending
