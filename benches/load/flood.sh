@@ -92,7 +92,7 @@ build() {
 
 # server_died CONTEXT: the server is gone; show why and fail.
 server_died() {
-    local code=?
+    local code='?'
     if [[ -n $SERVER_PID ]]; then
         wait "$SERVER_PID" 2>/dev/null && code=0 || code=$?
         SERVER_PID=
@@ -200,6 +200,9 @@ flood() {
 
     local point="the bound"
     [[ $max == "$bound" ]] || point="the bounded run's bound"
+    # Every key of wrk's result line is set below, used or not: local, so
+    # none leaks out.
+    # shellcheck disable=SC2034
     local line requests=0 duration_us=1 p50_us=NA p99_us=NA non2xx=0 connect=0 read=0 write=0 timeout=0 kv
     line=$(sed -n 's/^BENCH //p' "$wrk_out")
     [[ -n $line ]] || die "no result from wrk (exit status $wrk_status): $(tail -3 "$wrk_out")"
@@ -247,7 +250,6 @@ table() {
 }
 
 report() {
-    local s
     {
         echo "# worker-pool memory under a POST flood"
         echo

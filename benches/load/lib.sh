@@ -1,3 +1,5 @@
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # what this sets, the scripts that source it use
 # Sourced by run.sh, flood.sh, instructions.sh, waiters.sh and
 # scripts/stress (which puts OUT and LOGS under target/stress): the paths
 # they share, logging, and starting, watching and stopping one server at a

@@ -298,6 +298,9 @@ measure() {
     stop_server
     cp "$LOGS/server-$server.log" "$LOGS/$tag-server.log" 2>/dev/null && truncate_log "$LOGS/$tag-server.log"
 
+    # Every key of wrk's result line is set below, used or not: local, so
+    # none leaks out.
+    # shellcheck disable=SC2034
     local line requests=0 duration_us=1 p50_us=NA p99_us=NA samples=0 wrk_p50_us=0 wrk_p99_us=0 kv
     local non2xx=0 connect=0 read=0 write=0 timeout=0
     line=$(sed -n 's/^BENCH //p' "$LOGS/$tag.txt")
