@@ -481,7 +481,9 @@ impl<T: Transport> Connection<T> {
         self.took(read)
     }
 
-    /// What a read came to: `Some` when the connection ends.
+    /// What a read came to: `Some` when the connection ends. Inlined into
+    /// both callers, as it was when it was `fill`'s own.
+    #[inline(always)]
     fn took(&self, read: io::Result<usize>) -> Option<End> {
         match read {
             Ok(0) => Some(self.end_of_input()),
@@ -892,7 +894,10 @@ impl ReadBuffer {
         }
     }
 
-    /// At least `room` bytes to read into, after the data.
+    /// At least `room` bytes to read into, after the data. Inlined into
+    /// each of its three callers: out of line it cost 32 instructions a
+    /// read.
+    #[inline(always)]
     fn spare(&mut self, room: usize) -> &mut [u8] {
         if self.bytes.len() - self.end < room && self.start > 0 {
             self.bytes.copy_within(self.start..self.end, 0);
