@@ -452,8 +452,8 @@ impl<T: Transport> Connection<T> {
     /// the answers and reads the next requests, waiting for them if none
     /// have come. `Some` when the connection ends instead.
     fn read_rest_of_batch(&mut self, limits: &Limits) -> Option<End> {
-        let answered = self.answers.output.len();
-        if !self.reading.drained && answered > 0 && answered < BATCH_OUTPUT {
+        let held = self.answers.output.len();
+        if !self.reading.drained && held > 0 && held < BATCH_OUTPUT {
             let room = self.room_to_read(limits);
             if let Some(read) = self.reading.try_read(&mut self.stream, self.input.spare(room)) {
                 let read = read.inspect(|&read| self.input.filled(read));
@@ -463,7 +463,7 @@ impl<T: Transport> Connection<T> {
         if self.flush().is_err() {
             return Some(End::Abort);
         }
-        if answered > 0 && !self.reading.drained {
+        if held > 0 && !self.reading.drained {
             // More is waiting, so this coroutine could go on answering
             // without ever giving up its thread: a coroutine is never
             // preempted.
