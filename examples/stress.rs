@@ -651,6 +651,21 @@ struct SlowlorisArgs {
     /// Seconds the probes run alone first, for a baseline on this machine.
     #[arg(long, default_value_t = 3)]
     baseline_s: u64,
+    /// Send a `POST /tasks` head whole and drip its body instead of a head.
+    #[arg(long)]
+    body: bool,
+}
+
+/// What a dripper sends before its dripped bytes, and whether it sends
+/// that at once: a head that never ends, or a whole head whose body
+/// (`Content-Length` within the default `MAX_BODY_BYTES`) never ends.
+fn drip_start(body: bool) -> (&'static [u8], bool) {
+    if body {
+        let head = b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n";
+        (head, true)
+    } else {
+        (b"GET /tasks/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Drip: ", false)
+    }
 }
 
 /// How a dripping connection ended.
@@ -667,11 +682,11 @@ enum DripEnd {
 fn drip(
     port: u16,
     index: usize,
-    args: (Duration, Duration),
+    args: (Duration, Duration, bool),
     connecting: &Semphore,
     connected: &AtomicUsize,
 ) -> DripEnd {
-    let (interval, give_up) = args;
+    let (interval, give_up, body) = args;
     connecting.wait();
     let stream = may::net::TcpStream::connect(server(port));
     connecting.post();
@@ -682,9 +697,15 @@ fn drip(
     let _ = stream.set_read_timeout(Some(interval));
     // Spread the drips over one interval.
     may::coroutine::sleep(interval.mul_f64((index % 100) as f64 / 100.0));
-    let head = b"GET /tasks/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Drip: ";
+    let (start, at_once) = drip_start(body);
     let started = Instant::now();
     let mut sent = 0;
+    if at_once {
+        if stream.write_all(start).is_err() {
+            return DripEnd::ClosedSilently(started.elapsed());
+        }
+        sent = start.len();
+    }
     let mut got = Vec::new();
     let mut buf = [0u8; 512];
     loop {
@@ -692,7 +713,7 @@ fn drip(
             return DripEnd::StillOpen;
         }
         if got.is_empty() {
-            let byte = head.get(sent).copied().unwrap_or(b'a');
+            let byte = start.get(sent).copied().unwrap_or(b'a');
             if stream.write_all(&[byte]).is_ok() {
                 sent += 1;
             }
@@ -788,7 +809,11 @@ fn slowloris(args: &SlowlorisArgs) -> io::Result<()> {
     let connecting = Arc::new(Semphore::new(args.concurrency));
     let connected = Arc::new(AtomicUsize::new(0));
     let finished = Arc::new(AtomicUsize::new(0));
-    let timing = (Duration::from_millis(args.drip_ms), Duration::from_secs(args.give_up_s));
+    let timing = (
+        Duration::from_millis(args.drip_ms),
+        Duration::from_secs(args.give_up_s),
+        args.body,
+    );
     let started = Instant::now();
     let drippers: Vec<_> = (0..args.conns)
         .map(|index| {

@@ -70,6 +70,7 @@ pub fn limits(config: &Config) -> Limits {
         max_header_bytes: config.max_header_bytes,
         max_body_bytes: config.max_body_bytes,
         header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
         idle_timeout: config.idle_timeout,
     }
 }

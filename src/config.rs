@@ -62,6 +62,9 @@ pub struct Config {
     /// Seconds a request line and headers may take from their first byte; a slower request gets 408.
     #[arg(long, env, global = true, default_value = "10", value_parser = seconds(1))]
     pub header_timeout: Duration,
+    /// Seconds a request body may take from the end of its headers; a slower request gets 408.
+    #[arg(long, env, global = true, default_value = "60", value_parser = seconds(1))]
+    pub body_timeout: Duration,
     /// Largest request line plus headers, in bytes; larger gets 431.
     #[arg(long, env, global = true, default_value = "65536", value_parser = whole::<usize>(1024, 1 << 20))]
     pub max_header_bytes: usize,
@@ -231,6 +234,7 @@ mod tests {
         assert_eq!(config.max_connections_per_client, 0);
         assert_eq!(config.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.body_timeout, Duration::from_secs(60));
         assert_eq!(config.max_header_bytes, 65536);
         assert_eq!(config.max_tasks, 1_000_000);
         assert_eq!(config.max_text_bytes, 1 << 30);
@@ -254,6 +258,7 @@ mod tests {
             ("MAX_CONNECTIONS_PER_CLIENT", "4"),
             ("IDLE_TIMEOUT", "3"),
             ("HEADER_TIMEOUT", "2"),
+            ("BODY_TIMEOUT", "4"),
             ("MAX_HEADER_BYTES", "2048"),
             ("MAX_TASKS", "0"),
             ("MAX_TEXT_BYTES", "4096"),
@@ -272,6 +277,7 @@ mod tests {
         assert_eq!(config.max_connections_per_client, 4);
         assert_eq!(config.idle_timeout, Duration::from_secs(3));
         assert_eq!(config.header_timeout, Duration::from_secs(2));
+        assert_eq!(config.body_timeout, Duration::from_secs(4));
         assert_eq!(config.max_header_bytes, 2048);
         assert_eq!(config.max_tasks, 0);
         assert_eq!(config.max_text_bytes, 4096);
@@ -299,6 +305,7 @@ mod tests {
             ("MAX_CONNECTIONS", "0"),
             ("IDLE_TIMEOUT", "0"),
             ("HEADER_TIMEOUT", "0"),
+            ("BODY_TIMEOUT", "0"),
             ("MAX_HEADER_BYTES", "1023"),
             ("MAX_CONNECTIONS_PER_CLIENT", "-1"),
             ("MAX_TASKS", "-1"),

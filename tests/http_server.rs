@@ -186,7 +186,8 @@ fn a_head_of_max_header_bytes_is_answered_and_one_byte_more_gets_431() {
 }
 
 // ---------------------------------------------------------------------------
-// 2. Timeouts: HEADER_TIMEOUT for a head, IDLE_TIMEOUT between requests
+// 2. Timeouts: HEADER_TIMEOUT for a head, BODY_TIMEOUT for a body, IDLE_TIMEOUT
+//    between requests
 // ---------------------------------------------------------------------------
 
 const HEAD_TIMED_OUT: &str = "request headers not received in time";
@@ -251,6 +252,73 @@ fn neither_timeout_cuts_off_a_steady_client() {
         thread::sleep(pace);
     }
     assert_eq!(conn.get("/healthz").status, 200);
+}
+
+const BODY_TIMED_OUT: &str = "request body not received in time";
+
+/// The idle timeout is far longer: the 408 comes from the body's own.
+#[test]
+fn a_body_left_unfinished_gets_408_after_the_body_timeout() {
+    let server = Server::start(&[("BODY_TIMEOUT", "1"), ("IDLE_TIMEOUT", "30")]);
+    let mut conn = server.connect();
+    let raw = request_bytes(
+        "POST",
+        "/tasks",
+        &[("Content-Type", "application/json")],
+        br#"{"title":"t"}"#,
+    );
+    let started = Instant::now();
+    conn.send(&raw[..raw.len() - 3]);
+    assert_refused_and_closed(&mut conn, 408, BODY_TIMED_OUT);
+    assert_about(started.elapsed(), Duration::from_secs(1), Duration::from_millis(1500));
+    assert_eq!(server.get("/tasks").json(), json!([]), "no task was created");
+}
+
+/// A chunked body sent a byte every 200 ms: every wait for a byte is far
+/// within the idle timeout, and the body as a whole is not.
+#[test]
+fn a_body_dripping_in_within_the_idle_timeout_gets_408_at_the_body_timeout() {
+    let server = Server::start(&[("BODY_TIMEOUT", "1"), ("IDLE_TIMEOUT", "30")]);
+    let mut conn = server.connect();
+    conn.send(
+        "POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    let mut dripper = conn.stream().try_clone().expect("clone the client socket");
+    let started = Instant::now();
+    let drip = thread::spawn(move || {
+        let body = b"40\r\n".iter().chain([b' '; 64].iter());
+        // A byte every 200 ms: the client's pace is what is tested here.
+        for byte in body {
+            if dripper.write_all(&[*byte]).is_err() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    });
+    assert_refused_and_closed(&mut conn, 408, BODY_TIMED_OUT);
+    assert_about(started.elapsed(), Duration::from_secs(1), Duration::from_millis(1500));
+    conn.stream().shutdown(Shutdown::Both).expect("shut the client down");
+    drip.join().expect("the dripping thread");
+}
+
+/// Each body takes 0.6 s of its 1 s, and the connection goes on.
+#[test]
+fn a_body_in_within_the_body_timeout_is_answered() {
+    let server = Server::start(&[("BODY_TIMEOUT", "1")]);
+    let mut conn = server.connect();
+    for _ in 0..2 {
+        let raw = request_bytes(
+            "POST",
+            "/tasks",
+            &[("Content-Type", "application/json")],
+            br#"{"title":"t"}"#,
+        );
+        let (head_and_some, rest) = raw.split_at(raw.len() - 3);
+        conn.send(head_and_some);
+        thread::sleep(Duration::from_millis(600));
+        conn.send(rest);
+        assert_eq!(conn.read_response().status, 201);
+    }
 }
 
 // ---------------------------------------------------------------------------

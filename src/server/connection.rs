@@ -222,6 +222,8 @@ struct Pending {
     head: Head,
     head_bytes: Vec<u8>,
     chunked: Option<ChunkedDecoder>,
+    /// When the body must be in: `BODY_TIMEOUT` after the end of the head.
+    deadline: Instant,
 }
 
 /// How a connection ends.
@@ -368,7 +370,7 @@ impl<T: Transport> Connection<T> {
             }
             Framing::Length(_) => {
                 drop(headers);
-                self.await_body(*head, None)
+                self.await_body(*head, None, limits)
             }
             Framing::Chunked => {
                 let mut decoder = ChunkedDecoder::new(limits.max_body_bytes);
@@ -383,7 +385,7 @@ impl<T: Transport> Connection<T> {
                     }
                     Progress::NeedMore => {
                         drop(headers);
-                        self.await_body(*head, Some(decoder))
+                        self.await_body(*head, Some(decoder), limits)
                     }
                 }
             }
@@ -392,7 +394,7 @@ impl<T: Transport> Connection<T> {
 
     /// Sets the request aside until its body arrives: its head moves out
     /// of the input, and a client waiting for `100 Continue` is sent it.
-    fn await_body(&mut self, head: Head, chunked: Option<ChunkedDecoder>) -> Result<Step, Refusal> {
+    fn await_body(&mut self, head: Head, chunked: Option<ChunkedDecoder>, limits: &Limits) -> Result<Step, Refusal> {
         let head_bytes = self.input.data()[..head.len].to_vec();
         let decoded_input = match chunked {
             Some(_) => self.input.data().len(),
@@ -406,6 +408,7 @@ impl<T: Transport> Connection<T> {
             head,
             head_bytes,
             chunked,
+            deadline: Instant::now() + limits.body_timeout,
         });
         Ok(Step::NeedMore)
     }
@@ -585,10 +588,12 @@ impl<T: Transport> Connection<T> {
         End::Close { client_done: true }
     }
 
-    /// A read ran past its timeout: a head in progress gets 408; a quiet
-    /// connection between requests, or a stalled body, is closed.
+    /// A read ran past its timeout: a head or a body in progress gets 408;
+    /// a quiet connection between requests is closed.
     fn timed_out(&self) -> End {
-        if self.head_started.is_some() {
+        if self.pending.is_some() {
+            End::Refuse(Refusal::BodyTimeout)
+        } else if self.head_started.is_some() {
             End::Refuse(Refusal::HeadTimeout)
         } else {
             debug!("connection from {}: closed after its timeout", self.peer);
@@ -596,12 +601,14 @@ impl<T: Transport> Connection<T> {
         }
     }
 
-    /// When the next wait for bytes ends: the header timeout after a head's
+    /// When the next wait for bytes ends: the body timeout after the end of
+    /// the head while a body is arriving, the header timeout after a head's
     /// first byte while it is arriving, the idle timeout from now otherwise.
     fn read_deadline(&self, limits: &Limits) -> Instant {
-        match self.head_started {
-            Some(started) => started + limits.header_timeout,
-            None => Instant::now() + limits.idle_timeout,
+        match (&self.pending, self.head_started) {
+            (Some(pending), _) => pending.deadline,
+            (None, Some(started)) => started + limits.header_timeout,
+            (None, None) => Instant::now() + limits.idle_timeout,
         }
     }
 

@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 use crate::server::MAX_HEADER_LINES;
 
 /// A request the server answers itself, with the status and message of its
-/// JSON error; every one but a timeout ends the connection.
+/// JSON error, after which it closes the connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// The request line or a header line is not HTTP/1.x.
@@ -25,6 +25,8 @@ pub enum Refusal {
     TooManyHeaders,
     /// The head did not arrive within `HEADER_TIMEOUT` of its first byte.
     HeadTimeout,
+    /// The body did not arrive within `BODY_TIMEOUT` of the end of the head.
+    BodyTimeout,
     /// `Content-Length` is not a decimal number of bytes.
     InvalidContentLength,
     /// Several `Content-Length` lines disagree.
@@ -62,7 +64,7 @@ impl Refusal {
             | Self::UnsupportedTransferCoding
             | Self::MalformedChunkedBody
             | Self::BadHost => 400,
-            Self::HeadTimeout => 408,
+            Self::HeadTimeout | Self::BodyTimeout => 408,
             Self::BodyTooLarge => 413,
             Self::UnsupportedExpectation => 417,
             Self::HeadTooLarge | Self::TooManyHeaders => 431,
@@ -78,6 +80,7 @@ impl Refusal {
             Self::HeadTooLarge => "request header block too large",
             Self::TooManyHeaders => "too many header lines",
             Self::HeadTimeout => "request headers not received in time",
+            Self::BodyTimeout => "request body not received in time",
             Self::InvalidContentLength => "invalid Content-Length header",
             Self::ConflictingContentLength => "conflicting Content-Length headers",
             Self::LengthAndTransferEncoding => "both Content-Length and Transfer-Encoding are set",

@@ -21,7 +21,8 @@
 //!   [`Limits::max_header_bytes`] bytes, checked as bytes arrive (431 past
 //!   either); a head slower than [`Limits::header_timeout`] gets 408;
 //! - bodies framed by `Content-Length` or `Transfer-Encoding: chunked`, at
-//!   most [`Limits::max_body_bytes`] once decoded (413); `Expect:
+//!   most [`Limits::max_body_bytes`] once decoded (413), and in within
+//!   [`Limits::body_timeout`] of the end of the head (408); `Expect:
 //!   100-continue` answered before the body is read;
 //! - every answer framed: HEAD answers carry the GET's `Content-Length` and
 //!   no body, 1xx/204/304 no body; a malformed request gets a 400 JSON error
@@ -79,6 +80,10 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Time from a request's first byte to the end of its headers; more gets 408.
     pub header_timeout: Duration,
+    /// Time from the end of a request's headers to the end of its body;
+    /// more gets 408. Without it a client sending its body a byte at a time,
+    /// each within the idle timeout, could hold its connection for days.
+    pub body_timeout: Duration,
     /// Time a connection may wait for its next request, or for its client
     /// to take or send more bytes, before it is closed.
     pub idle_timeout: Duration,
@@ -92,6 +97,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024,
             header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(60),
         }
     }
