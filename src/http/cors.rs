@@ -80,6 +80,7 @@ impl AllowedOrigins {
 
     /// Adds the CORS headers to the answer to `request` for `route`, which
     /// came with `origin` (if any). Called only when [`is_set`](Self::is_set).
+    #[inline(never)] // a large frame, kept out of every request's: see `handlers::answer`
     pub(crate) fn write_headers(
         &self,
         request: &Request<'_>,

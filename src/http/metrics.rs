@@ -77,6 +77,7 @@ impl RequestCounters {
 }
 
 /// Writes the metrics page.
+#[inline(never)] // a large frame, kept out of every request's: see `handlers::answer`
 pub(crate) fn answer(api: &Api, reply: &mut Response) {
     let mut page = Exposition::default();
     api.service.write_metrics(&mut page);
