@@ -206,21 +206,27 @@ fn a_head_left_unfinished_gets_408_after_the_header_timeout() {
 fn a_head_dripping_in_slower_than_the_header_timeout_gets_408_in_time() {
     let server = Server::start(&[("HEADER_TIMEOUT", "1")]);
     let mut conn = server.connect();
+    let mut head = b"GET /tasks HTTP/1.1\r\nHost: x\r\nX-Slow: ".to_vec();
+    head.extend([b'a'; 100]);
+    assert_dripping_refused_in_a_second(&mut conn, head, HEAD_TIMED_OUT);
+}
+
+/// Sends `bytes` one every 200 ms from another thread, and checks that the
+/// server answers 408 with `message` about a second after the first and
+/// closes.
+fn assert_dripping_refused_in_a_second(conn: &mut Conn, bytes: Vec<u8>, message: &str) {
     let mut dripper = conn.stream().try_clone().expect("clone the client socket");
     let started = Instant::now();
     let drip = thread::spawn(move || {
-        let head = b"GET /tasks HTTP/1.1\r\nHost: x\r\nX-Slow: "
-            .iter()
-            .chain([b'a'; 100].iter());
         // A byte every 200 ms: the client's pace is what is tested here.
-        for byte in head {
-            if dripper.write_all(&[*byte]).is_err() {
+        for byte in bytes {
+            if dripper.write_all(&[byte]).is_err() {
                 return;
             }
             thread::sleep(Duration::from_millis(200));
         }
     });
-    assert_refused_and_closed(&mut conn, 408, HEAD_TIMED_OUT);
+    assert_refused_and_closed(conn, 408, message);
     assert_about(started.elapsed(), Duration::from_secs(1), Duration::from_millis(1500));
     conn.stream().shutdown(Shutdown::Both).expect("shut the client down");
     drip.join().expect("the dripping thread");
@@ -283,22 +289,9 @@ fn a_body_dripping_in_within_the_idle_timeout_gets_408_at_the_body_timeout() {
     conn.send(
         "POST /tasks HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
     );
-    let mut dripper = conn.stream().try_clone().expect("clone the client socket");
-    let started = Instant::now();
-    let drip = thread::spawn(move || {
-        let body = b"40\r\n".iter().chain([b' '; 64].iter());
-        // A byte every 200 ms: the client's pace is what is tested here.
-        for byte in body {
-            if dripper.write_all(&[*byte]).is_err() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-    });
-    assert_refused_and_closed(&mut conn, 408, BODY_TIMED_OUT);
-    assert_about(started.elapsed(), Duration::from_secs(1), Duration::from_millis(1500));
-    conn.stream().shutdown(Shutdown::Both).expect("shut the client down");
-    drip.join().expect("the dripping thread");
+    let mut body = b"40\r\n".to_vec();
+    body.extend([b' '; 64]);
+    assert_dripping_refused_in_a_second(&mut conn, body, BODY_TIMED_OUT);
 }
 
 /// Each body takes 0.6 s of its 1 s, and the connection goes on.
