@@ -85,7 +85,7 @@ pub struct Limits {
     /// each within the idle timeout, could hold its connection for days.
     pub body_timeout: Duration,
     /// Time a connection may wait for its next request, or for its client
-    /// to take or send more bytes, before it is closed.
+    /// to take its answers, before it is closed.
     pub idle_timeout: Duration,
 }
 
