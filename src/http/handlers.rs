@@ -23,7 +23,7 @@ use crate::store::PageQuery;
 /// `Api::handle`'s, 896 bytes, which every request then pushed. A keep-alive
 /// connection's stack stays resident by the page while it waits, and with
 /// them `GET /tasks/{id}` went 104 bytes into a second page: each idle
-/// connection held 12 KiB instead of 8 (`tests/limits.rs`).
+/// connection held 12 KiB instead of 8 (`tests/idle_memory.rs`).
 #[inline(always)]
 pub(crate) fn answer(api: &Api, route: &Route, request: &Request<'_>, reply: &mut Response) {
     let service = &*api.service;
