@@ -25,7 +25,10 @@ const MEASURED: u64 = 1000;
 fn an_idle_keep_alive_connection_holds_two_stack_pages_not_three() {
     let needed = 2 * (MAY_POOL + MEASURED) + 100;
     let files = raise_file_limit();
-    assert!(files >= needed, "the hard limit on open files, {files}, is below the {needed} this test needs");
+    assert!(
+        files >= needed,
+        "the hard limit on open files, {files}, is below the {needed} this test needs"
+    );
     let server = Server::start(&[("MAX_CONNECTIONS", "5000")]);
     let target = format!("/tasks/{}", server.create_task("t"));
     let open_idle = |count: u64| -> Vec<Conn> {
