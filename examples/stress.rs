@@ -656,15 +656,14 @@ struct SlowlorisArgs {
     body: bool,
 }
 
-/// What a dripper sends before its dripped bytes, and whether it sends
-/// that at once: a head that never ends, or a whole head whose body
+/// What a dripper sends before the bytes it drips: the start of a head
+/// that never ends, or (`body`, sent at once) a whole head whose body
 /// (`Content-Length` within the default `MAX_BODY_BYTES`) never ends.
-fn drip_start(body: bool) -> (&'static [u8], bool) {
+fn drip_start(body: bool) -> &'static [u8] {
     if body {
-        let head = b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n";
-        (head, true)
+        b"POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n"
     } else {
-        (b"GET /tasks/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Drip: ", false)
+        b"GET /tasks/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Drip: "
     }
 }
 
@@ -697,10 +696,10 @@ fn drip(
     let _ = stream.set_read_timeout(Some(interval));
     // Spread the drips over one interval.
     may::coroutine::sleep(interval.mul_f64((index % 100) as f64 / 100.0));
-    let (start, at_once) = drip_start(body);
+    let start = drip_start(body);
     let started = Instant::now();
     let mut sent = 0;
-    if at_once {
+    if body {
         if stream.write_all(start).is_err() {
             return DripEnd::ClosedSilently(started.elapsed());
         }
