@@ -1,7 +1,9 @@
 //! The listening socket and the accept loop: binding without
 //! `SO_REUSEPORT`, admitting connections within the connection limits with
-//! atomic counts, and backing off when the process runs out of descriptors.
+//! no lock (an atomic count, and per-client counts only the accept loop
+//! touches), and backing off when the process runs out of descriptors.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
@@ -10,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use dashmap::DashMap;
+use crossbeam_queue::SegQueue;
 use log::{debug, info, warn};
 use may::coroutine::JoinHandle;
 use may::net::{TcpListener, TcpStream};
@@ -64,6 +66,7 @@ pub(crate) fn spawn_accept_loop(
     let acceptor = Acceptor {
         listener,
         admissions,
+        clients: ClientCounts::default(),
         handler,
         stopping,
         reserve: File::open("/dev/null").ok(),
@@ -83,6 +86,8 @@ pub(crate) fn spawn_accept_loop(
 struct Acceptor {
     listener: Arc<TcpListener>,
     admissions: Arc<Admissions>,
+    /// Open connections per client address: the accept loop's alone.
+    clients: ClientCounts,
     handler: Arc<dyn Handler>,
     stopping: Arc<AtomicBool>,
     /// A descriptor held in reserve: when the process runs out, closing it
@@ -113,7 +118,7 @@ impl Acceptor {
             self.exhausted = false;
             info!("accepting connections again: file descriptors are available");
         }
-        let admission = match self.admissions.admit(peer.ip()) {
+        let admission = match self.admissions.admit(peer.ip(), &mut self.clients) {
             Ok(admission) => admission,
             Err(refusal) => return self.refuse(stream, refusal),
         };
@@ -213,15 +218,54 @@ fn refuse_and_close(mut stream: TcpStream, refusal: Refusal) {
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Counts open connections, in all and per client address, and admits new
-/// ones within the limits.
+/// ones within the limits, without a lock: the count of all is an atomic,
+/// and the counts per address are kept by the accept loop alone (see
+/// [`ClientCounts`]).
 pub(crate) struct Admissions {
     limits: Limits,
     open: Arc<AtomicUsize>,
-    /// Open connections per client address; only used when
-    /// `max_connections_per_client` is set.
-    per_client: DashMap<IpAddr, usize>,
+    /// Addresses of connections that have closed since the accept loop last
+    /// took them into its [`ClientCounts`]; only used when
+    /// `max_connections_per_client` is set. Connections close on any
+    /// thread, and a lock-free queue takes their news without a lock.
+    closed: SegQueue<IpAddr>,
     /// When connections waiting for bytes time out.
     deadlines: Deadlines,
+}
+
+/// Open connections per client address, for `max_connections_per_client`.
+/// Only the accept loop admits connections, so only it holds these counts:
+/// a plain map, behind no lock. Closed connections reach it through
+/// [`Admissions::closed`], which it takes in before each admission, so the
+/// count it checks includes every close that happened before it.
+#[derive(Default)]
+pub(crate) struct ClientCounts {
+    open: HashMap<IpAddr, usize>,
+}
+
+impl ClientCounts {
+    /// Counts out the connections that have closed, and forgets addresses
+    /// with none left open: the map holds only addresses with connections.
+    fn take_in(&mut self, closed: &SegQueue<IpAddr>) {
+        while let Some(client) = closed.pop() {
+            if let Some(open) = self.open.get_mut(&client) {
+                *open -= 1;
+                if *open == 0 {
+                    self.open.remove(&client);
+                }
+            }
+        }
+    }
+
+    /// Counts in a connection from `client` unless `limit` are open.
+    fn admit(&mut self, client: IpAddr, limit: usize) -> bool {
+        let open = self.open.entry(client).or_insert(0);
+        if *open >= limit {
+            return false;
+        }
+        *open += 1;
+        true
+    }
 }
 
 /// One admitted connection's place; leaving it (on drop) frees the place.
@@ -264,7 +308,7 @@ impl Admissions {
         Self {
             limits,
             open: Arc::new(AtomicUsize::new(0)),
-            per_client: DashMap::new(),
+            closed: SegQueue::new(),
             deadlines: Deadlines::default(),
         }
     }
@@ -274,13 +318,14 @@ impl Admissions {
     }
 
     /// A place for a connection from `client`, or the refusal to send it.
-    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr) -> Result<Admission, Refusal> {
+    /// `clients` are the accept loop's counts per address.
+    pub(crate) fn admit(self: &Arc<Self>, client: IpAddr, clients: &mut ClientCounts) -> Result<Admission, Refusal> {
         let before = self.open.fetch_add(1, Ordering::AcqRel);
         if before >= self.limits.max_connections {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::TooManyConnections);
         }
-        if !self.admit_client(client) {
+        if !self.admit_client(client, clients) {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Refusal::TooManyClientConnections);
         }
@@ -290,26 +335,19 @@ impl Admissions {
         })
     }
 
-    fn admit_client(&self, client: IpAddr) -> bool {
+    fn admit_client(&self, client: IpAddr, clients: &mut ClientCounts) -> bool {
         let limit = self.limits.max_connections_per_client;
         if limit == 0 {
             return true;
         }
-        let mut open = self.per_client.entry(client).or_insert(0);
-        if *open >= limit {
-            return false;
-        }
-        *open += 1;
-        true
+        clients.take_in(&self.closed);
+        clients.admit(client, limit)
     }
 
     fn release(&self, client: IpAddr) {
         self.open.fetch_sub(1, Ordering::AcqRel);
         if self.limits.max_connections_per_client != 0 {
-            self.per_client.remove_if_mut(&client, |_, open| {
-                *open -= 1;
-                *open == 0
-            });
+            self.closed.push(client);
         }
     }
 }
@@ -329,34 +367,66 @@ mod tests {
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
+    const C: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
+
     #[test]
     fn admits_up_to_the_limit_and_frees_places_on_drop() {
         let admissions = admissions(2, 0);
-        let first = admissions.admit(A).unwrap();
-        let _second = admissions.admit(B).unwrap();
-        assert_eq!(admissions.admit(A).err(), Some(Refusal::TooManyConnections));
+        let clients = &mut ClientCounts::default();
+        let first = admissions.admit(A, clients).unwrap();
+        let _second = admissions.admit(B, clients).unwrap();
+        assert_eq!(admissions.admit(A, clients).err(), Some(Refusal::TooManyConnections));
         assert_eq!(admissions.gauge().open(), 2);
         drop(first);
-        assert!(admissions.admit(A).is_ok());
+        assert!(admissions.admit(A, clients).is_ok());
+        assert!(clients.open.is_empty(), "no counts per address without the limit");
     }
 
     #[test]
     fn the_per_client_limit_counts_each_address_apart() {
         let admissions = admissions(10, 1);
-        let a = admissions.admit(A).unwrap();
-        assert_eq!(admissions.admit(A).err(), Some(Refusal::TooManyClientConnections));
-        let b = admissions.admit(B).unwrap();
+        let clients = &mut ClientCounts::default();
+        let a = admissions.admit(A, clients).unwrap();
+        assert_eq!(
+            admissions.admit(A, clients).err(),
+            Some(Refusal::TooManyClientConnections)
+        );
+        let b = admissions.admit(B, clients).unwrap();
         assert_eq!(admissions.gauge().open(), 2);
         drop(a);
-        let again = admissions.admit(A).unwrap();
-        assert_eq!(admissions.per_client.len(), 2);
+        let again = admissions.admit(A, clients).unwrap();
+        assert_eq!(clients.open.len(), 2);
         drop((again, b));
+        assert_eq!(admissions.gauge().open(), 0);
+        let c = admissions.admit(C, clients).unwrap();
         assert_eq!(
-            admissions.per_client.len(),
-            0,
+            clients.open.keys().collect::<Vec<_>>(),
+            [&C],
             "addresses with no connection are forgotten"
         );
-        assert_eq!(admissions.gauge().open(), 0);
+        drop(c);
+    }
+
+    #[test]
+    fn connections_closed_on_other_threads_free_their_places() {
+        let admissions = admissions(100, 3);
+        let clients = &mut ClientCounts::default();
+        let open: Vec<_> = (0..3).map(|_| admissions.admit(A, clients).unwrap()).collect();
+        assert_eq!(
+            admissions.admit(A, clients).err(),
+            Some(Refusal::TooManyClientConnections)
+        );
+        let closers: Vec<_> = open
+            .into_iter()
+            .map(|admission| std::thread::spawn(move || drop(admission)))
+            .collect();
+        for closer in closers {
+            closer.join().unwrap();
+        }
+        let again: Vec<_> = (0..3).map(|_| admissions.admit(A, clients).unwrap()).collect();
+        assert_eq!(clients.open.get(&A), Some(&3));
+        assert_eq!(admissions.gauge().open(), 3);
+        drop(again);
     }
 
     #[test]

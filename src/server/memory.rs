@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::server::connection::{Connection, Transport, Woken};
 use crate::server::deadlines::Wake;
-use crate::server::listener::Admissions;
+use crate::server::listener::{Admissions, ClientCounts};
 use crate::server::{Handler, Limits};
 
 /// Serves one connection whose client sends `reads`, each arriving as one
@@ -47,7 +47,7 @@ fn serve_traced(handler: Arc<dyn Handler>, limits: Limits, reads: Vec<Vec<u8>>) 
     };
     let peer = SocketAddr::from((Ipv4Addr::LOCALHOST, 1));
     let admission = Arc::new(Admissions::new(limits))
-        .admit(peer.ip())
+        .admit(peer.ip(), &mut ClientCounts::default())
         .expect("a first connection is always admitted");
     Connection::new(stream, peer, admission, handler).serve();
     (written.take(), calls.take())
