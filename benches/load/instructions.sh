@@ -11,6 +11,9 @@
 #   BASELINE=/path/to/worker-pool benches/load/instructions.sh
 #                                                         # and an older build beside it
 #   SCENARIO=a benches/load/instructions.sh               # keep-alive instead of pipelined
+#   cargo build --release --example layer --example floor
+#   SERVER=target/release/examples/layer BASELINE=target/release/examples/floor \
+#       benches/load/instructions.sh                      # the two HTTP layers alone
 #
 # Scenarios: a GET /tasks/1 keep-alive; b the same pipelined $PIPELINE deep;
 # c POST /tasks under the default config (nearly all 503). Task 1 is created
@@ -20,7 +23,8 @@
 # Needs cargo, valgrind, wrk, taskset, curl and ss. Builds
 # target/release/worker-pool first. Environment: DURATION (10s) SCENARIO (b)
 # PIPELINE (16) CONNECTIONS (16) BENCH_PORT (18080) SERVER_CPU (0)
-# LOAD_CPU (1) BASELINE (unset). Output on stdout and in
+# LOAD_CPU (1) SERVER (target/release/worker-pool, the row "rust")
+# BASELINE (unset, the row "base"). Output on stdout and in
 # target/bench/instructions.md.
 
 set -euo pipefail
@@ -37,7 +41,7 @@ BASELINE=${BASELINE:-}
 # shellcheck source=benches/load/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-declare -A BIN=([rust]=$ROOT/target/release/worker-pool [base]=$BASELINE)
+declare -A BIN=([rust]=${SERVER:-$ROOT/target/release/worker-pool} [base]=$BASELINE)
 
 # count NAME LOADED: runs one server under cachegrind; prints "instructions requests".
 count() {
@@ -78,6 +82,7 @@ main() {
     [[ -z $BASELINE ]] || names+=(base)
     {
         echo "Instructions per request, scenario $SCENARIO, $DURATION under cachegrind, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git -C "$ROOT" rev-parse --short HEAD)"
+        echo "rust: ${BIN[rust]}${BASELINE:+; base: $BASELINE}"
         echo
         echo "| server | instructions loaded | requests | instructions idle | per request |"
         echo "|---|---:|---:|---:|---:|"

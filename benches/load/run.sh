@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Load comparison: worker-pool (Rust, may_minihttp) against two peers, the Go
-# reference port of the original service (benches/go-reference) and an
-# idiomatic axum + tokio port (benches/axum-reference), and against the
-# may_minihttp framework floor (examples/floor.rs).
+# Load comparison: worker-pool (Rust, its own HTTP/1.1 server on may) against
+# two peers, the Go reference port of the original service
+# (benches/go-reference) and an idiomatic axum + tokio port
+# (benches/axum-reference), and against the may_minihttp framework floor
+# (examples/floor.rs). In a and b a fifth server, layer (examples/layer.rs),
+# is worker-pool's HTTP layer answering the floor's fixed body: set against
+# the floor, it compares the two HTTP layers doing the same work.
 #
 #   benches/load/run.sh                          # DURATION=10s REPEATS=3
 #   DURATION=5s REPEATS=1 benches/load/run.sh    # smoke run, a few minutes
@@ -14,7 +17,7 @@
 # Needs cargo, go (standard library only; builds never touch the network),
 # wrk, taskset, curl, ss, getconf, nproc, awk and python3 (scenario i's
 # client). Installs nothing. Builds target/release/worker-pool,
-# target/release/examples/floor, target/go-reference and
+# target/release/examples/floor and layer, target/go-reference and
 # target/axum-reference/release/axum-reference first (cargo fetches the axum
 # port's crates if they are not cached; set CARGO_BUILD_JOBS to limit the
 # build).
@@ -32,8 +35,8 @@
 # median of each metric on its own.
 #
 # Scenarios (servers):
-#   a  GET /tasks/1 keep-alive, task 1 created first        (rust, go, axum, floor)
-#   b  as a, pipelined $PIPELINE deep (pipeline.lua)        (rust, go, axum, floor)
+#   a  GET /tasks/1 keep-alive, task 1 created first        (rust, go, axum, floor, layer)
+#   b  as a, pipelined $PIPELINE deep (pipeline.lua)        (rust, go, axum, floor, layer)
 #   c  POST /tasks, default config: 5 workers, queue 10, work 1-5 s
 #      so almost every answer is 503 "task pool is full"    (rust, go, axum, floor)
 #   d  POST /tasks, WORKERS=64 POOL_SIZE=1000000 WORK_MIN_MS=WORK_MAX_MS=1,
@@ -117,6 +120,7 @@ declare -A BIN=(
     [go]=$ROOT/target/go-reference
     [axum]=$ROOT/target/axum-reference/release/axum-reference
     [floor]=$ROOT/target/release/examples/floor
+    [layer]=$ROOT/target/release/examples/layer
     [base]=$BASELINE
 )
 declare -A TITLE=(
@@ -175,8 +179,9 @@ idle_nofile() {
 }
 
 build() {
-    log "building worker-pool and the floor example (release)"
-    (cd "$ROOT" && cargo build --release --quiet --bin worker-pool --example floor) || die "cargo build failed"
+    log "building worker-pool and the floor and layer examples (release)"
+    (cd "$ROOT" && cargo build --release --quiet --bin worker-pool --example floor --example layer) ||
+        die "cargo build failed"
     log "building the Go reference"
     (cd "$ROOT/benches/go-reference" &&
         GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local go build -o "${BIN[go]}" .) || die "go build failed"
@@ -184,7 +189,7 @@ build() {
     cargo build --release --quiet --manifest-path "$ROOT/benches/axum-reference/Cargo.toml" \
         --target-dir "$ROOT/target/axum-reference" || die "cargo build of the axum reference failed"
     local name
-    for name in $SERVERS ${BASELINE:+base}; do
+    for name in $SERVERS layer ${BASELINE:+base}; do
         [[ -x ${BIN[$name]} ]] || die "no binary at ${BIN[$name]}"
     done
 }
@@ -266,7 +271,8 @@ scenario_load() {
 
 scenario_servers() {
     case $1 in
-    a | b | c) echo "rust go axum floor${BASELINE:+ base}" ;;
+    a | b) echo "rust go axum floor layer${BASELINE:+ base}" ;;
+    c) echo "rust go axum floor${BASELINE:+ base}" ;;
     d | e) echo "rust go axum${BASELINE:+ base}" ;;
     h | i) echo "rust go axum floor" ;;
     esac
@@ -557,6 +563,29 @@ report_paired() {
     done
 }
 
+# The two HTTP layers doing the same work: layer (this project's server
+# with the floor's fixed body) against the floor (may_minihttp).
+report_layers() {
+    local s
+    echo
+    echo "The HTTP layers alone, with the same fixed body and no application behind either: layer"
+    echo "(worker_pool::server, examples/layer.rs) against the floor (may_minihttp, examples/floor.rs). Medians, and"
+    echo "for CPU also the median of the ratios of runs made back to back:"
+    echo
+    echo "| scenario | req/s layer | req/s floor | layer/floor | CPU µs/req layer | CPU µs/req floor | layer/floor | paired |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+    for s in $WRK_SCENARIOS; do
+        grep -qP "^$s\tlayer\t" "$RUNS" || continue
+        local rps_layer rps_floor cpu_layer cpu_floor
+        rps_layer=$(median "$s" layer 4) rps_floor=$(median "$s" floor 4)
+        cpu_layer=$(median "$s" layer 7) cpu_floor=$(median "$s" floor 7)
+        printf '| %s %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" "${TITLE[$s]}" \
+            "$(fmt "$rps_layer" %.0f)" "$(fmt "$rps_floor" %.0f)" "$(ratio "$rps_layer" "$rps_floor")" \
+            "$(fmt "$cpu_layer" %.2f)" "$(fmt "$cpu_floor" %.2f)" "$(ratio "$cpu_layer" "$cpu_floor")" \
+            "$(paired_ratio "$s" layer floor 7)"
+    done
+}
+
 # One row per scenario and server, with what the comparison leaves out.
 report_details() {
     local s srv bad
@@ -567,7 +596,7 @@ report_details() {
     echo "| scenario | server | req/s | p50 ms | p99 ms | CPU µs/req | RSS MiB | 2xx share (POST: 201) | socket errors | conns/req | failed runs |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for s in $WRK_SCENARIOS; do
-        for srv in $SERVERS base; do
+        for srv in $SERVERS layer base; do
             grep -qP "^$s\t$srv\t" "$RUNS" || continue
             bad=$(awk -F'\t' -v s="$s" -v srv="$srv" '$1 == s && $2 == srv && $13 != "ok"' "$RUNS" | wc -l)
             printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n' "$s" "$srv" \
@@ -650,6 +679,7 @@ report() {
         if [[ -s $RUNS ]]; then
             report_comparison
             report_paired
+            ! grep -qP '^[a-z]\tlayer\t' "$RUNS" || report_layers
             report_details
             [[ -z $BASELINE ]] || report_baseline
             ! grep -qP '^h\t' "$RUNS" || report_reconnects
