@@ -10,6 +10,8 @@
 #   benches/load/run.sh                          # DURATION=10s REPEATS=3
 #   DURATION=5s REPEATS=1 benches/load/run.sh    # smoke run, a few minutes
 #   SCENARIOS="a b h" benches/load/run.sh        # a subset
+#   SCENARIOS="a b" ONLY_SERVERS="rust floor layer" REPEATS=15 benches/load/run.sh
+#                                                # a close comparison, many runs
 #   BASELINE=/path/to/worker-pool SCENARIOS=b benches/load/run.sh
 #                                                # also an older build ("base"),
 #                                                # to measure what a change costs
@@ -82,7 +84,8 @@
 #   IDLE_WINDOW (10, seconds) IDLE_NOFILE (30000) BENCH_PORT (18080)
 #   SERVER_CPU (0) LOAD_CPU (1) SCENARIOS ("a b c d e f h i") BASELINE
 #   (unset: a worker-pool binary to run beside the current one in scenarios
-#   a to e, as "base")
+#   a to e, as "base") ONLY_SERVERS (unset: every server of each scenario;
+#   "rust floor layer" runs only those, for more runs of a close comparison)
 #
 # Output: the tables on stdout and in target/bench/results.md (one comparison
 # table for a-e and h with the ratios of rust to go, axum and the floor; a
@@ -108,6 +111,7 @@ SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 SCENARIOS=${SCENARIOS:-a b c d e f h i}
 BASELINE=${BASELINE:-}
+ONLY_SERVERS=${ONLY_SERVERS:-}
 
 # shellcheck source=benches/load/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -269,7 +273,17 @@ scenario_load() {
     esac
 }
 
+# scenario_servers SCENARIO: the servers that run in it, only those in
+# $ONLY_SERVERS when that is set.
 scenario_servers() {
+    local srv
+    for srv in $(scenario_all_servers "$1"); do
+        [[ -z $ONLY_SERVERS || " $ONLY_SERVERS " == *" $srv "* ]] && echo "$srv"
+    done
+    return 0
+}
+
+scenario_all_servers() {
     case $1 in
     a | b) echo "rust go axum floor layer${BASELINE:+ base}" ;;
     c) echo "rust go axum floor${BASELINE:+ base}" ;;
