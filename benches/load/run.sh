@@ -580,23 +580,31 @@ report_paired() {
 # The two HTTP layers doing the same work: layer (this project's server
 # with the floor's fixed body) against the floor (may_minihttp).
 report_layers() {
-    local s
     echo
     echo "The HTTP layers alone, with the same fixed body and no application behind either: layer"
     echo "(worker_pool::server, examples/layer.rs) against the floor (may_minihttp, examples/floor.rs). Medians, and"
     echo "for CPU also the median of the ratios of runs made back to back:"
+    report_pair layer floor
+}
+
+# report_pair SERVER PEER: a table of SERVER against PEER in each scenario
+# both ran: req/s and CPU per request (medians), their ratios, and the
+# median of the paired CPU ratios.
+report_pair() {
+    local a=$1 b=$2 s rps_a rps_b cpu_a cpu_b
     echo
-    echo "| scenario | req/s layer | req/s floor | layer/floor | CPU µs/req layer | CPU µs/req floor | layer/floor | paired |"
+    echo "| scenario | req/s $a | req/s $b | $a/$b | CPU µs/req $a | CPU µs/req $b | $a/$b | paired |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|"
     for s in $WRK_SCENARIOS; do
-        grep -qP "^$s\tlayer\t" "$RUNS" || continue
-        local rps_layer rps_floor cpu_layer cpu_floor
-        rps_layer=$(median "$s" layer 4) rps_floor=$(median "$s" floor 4)
-        cpu_layer=$(median "$s" layer 7) cpu_floor=$(median "$s" floor 7)
+        if ! grep -qP "^$s\t$a\t" "$RUNS" || ! grep -qP "^$s\t$b\t" "$RUNS"; then
+            continue
+        fi
+        rps_a=$(median "$s" "$a" 4) rps_b=$(median "$s" "$b" 4)
+        cpu_a=$(median "$s" "$a" 7) cpu_b=$(median "$s" "$b" 7)
         printf '| %s %s | %s | %s | %s | %s | %s | %s | %s |\n' "$s" "${TITLE[$s]}" \
-            "$(fmt "$rps_layer" %.0f)" "$(fmt "$rps_floor" %.0f)" "$(ratio "$rps_layer" "$rps_floor")" \
-            "$(fmt "$cpu_layer" %.2f)" "$(fmt "$cpu_floor" %.2f)" "$(ratio "$cpu_layer" "$cpu_floor")" \
-            "$(paired_ratio "$s" layer floor 7)"
+            "$(fmt "$rps_a" %.0f)" "$(fmt "$rps_b" %.0f)" "$(ratio "$rps_a" "$rps_b")" \
+            "$(fmt "$cpu_a" %.2f)" "$(fmt "$cpu_b" %.2f)" "$(ratio "$cpu_a" "$cpu_b")" \
+            "$(paired_ratio "$s" "$a" "$b" 7)"
     done
 }
 
@@ -624,21 +632,9 @@ report_details() {
 
 # When BASELINE is set: the current build against it.
 report_baseline() {
-    local s
     echo
     echo "Against the baseline build ($BASELINE), medians:"
-    echo
-    echo "| scenario | req/s rust | req/s base | rust/base | CPU µs/req rust | CPU µs/req base | rust/base |"
-    echo "|---|---:|---:|---:|---:|---:|---:|"
-    for s in a b c d e; do
-        grep -qP "^$s\tbase\t" "$RUNS" || continue
-        local rps_rust rps_base cpu_rust cpu_base
-        rps_rust=$(median "$s" rust 4) rps_base=$(median "$s" base 4)
-        cpu_rust=$(median "$s" rust 7) cpu_base=$(median "$s" base 7)
-        printf '| %s %s | %s | %s | %s | %s | %s | %s |\n' "$s" "${TITLE[$s]}" \
-            "$(fmt "$rps_rust" %.0f)" "$(fmt "$rps_base" %.0f)" "$(ratio "$rps_rust" "$rps_base")" \
-            "$(fmt "$cpu_rust" %.2f)" "$(fmt "$cpu_base" %.2f)" "$(ratio "$cpu_rust" "$cpu_base")"
-    done
+    report_pair rust base
 }
 
 report_memory() {
