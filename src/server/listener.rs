@@ -227,7 +227,7 @@ pub(crate) struct Admissions {
     /// Addresses of connections that have closed since the accept loop last
     /// took them into its [`ClientCounts`]; only used when
     /// `max_connections_per_client` is set. Connections close on any
-    /// thread, and a lock-free queue takes their news without a lock.
+    /// thread; this queue takes their addresses without a lock.
     closed: SegQueue<IpAddr>,
     /// When connections waiting for bytes time out.
     deadlines: Deadlines,
@@ -366,7 +366,6 @@ mod tests {
 
     const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
     const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
-
     const C: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 3));
 
     #[test]
