@@ -54,14 +54,8 @@ count() {
     curl -s -o /dev/null -H 'Content-Type: application/json' -d '{"title":"t","description":"d"}' "$URL/tasks"
     local requests=0
     if [[ $loaded == loaded ]]; then
-        local script=get.lua path=/tasks/1 depth=1
-        case $SCENARIO in
-        b) script=pipeline.lua depth=$PIPELINE ;;
-        c) script=post.lua path=/tasks ;;
-        esac
-        LUA_PATH="$LOAD_DIR/?.lua;;" WRK_CONNECTIONS=$CONNECTIONS WRK_PIPELINE=$depth taskset -c "$LOAD_CPU" \
-            wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --timeout 5s -s "$LOAD_DIR/$script" "$URL$path" -- "$depth" \
-            >"$LOGS/$tag-wrk.txt" 2>&1 || die "wrk failed: $(tail -3 "$LOGS/$tag-wrk.txt")"
+        wrk_scenario "$SCENARIO" "$URL" "$DURATION" >"$LOGS/$tag-wrk.txt" 2>&1 ||
+            die "wrk failed: $(tail -3 "$LOGS/$tag-wrk.txt")"
         requests=$(sed -n 's/^BENCH requests=\([0-9]*\).*/\1/p' "$LOGS/$tag-wrk.txt")
     else
         sleep "${DURATION%s}"

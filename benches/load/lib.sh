@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # what this sets, the scripts that source it use
-# Sourced by run.sh, flood.sh, instructions.sh, waiters.sh and
-# scripts/stress (which puts OUT and LOGS under target/stress): the paths
+# Sourced by run.sh, flood.sh, instructions.sh, side_by_side.sh, waiters.sh
+# and scripts/stress (which puts OUT and LOGS under target/stress): the paths
 # they share, logging, and starting, watching and stopping one server at a
 # time. The caller sets PORT and SERVER_CPU before sourcing it; it sets ROOT,
 # LOAD_DIR, OUT (the working directory servers run in), LOGS and URL, and
@@ -21,6 +21,24 @@ WORKER_POOL_VARS=(HTTP_HOST HTTP_PORT THREADS WORKERS POOL_SIZE SHUTDOWN_TIMEOUT
     MAX_BODY_BYTES MAX_CONNECTIONS MAX_CONNECTIONS_PER_CLIENT IDLE_TIMEOUT HEADER_TIMEOUT BODY_TIMEOUT
     MAX_HEADER_BYTES MAX_TASKS MAX_TEXT_BYTES CORS_ALLOWED_ORIGINS MAX_WAIT RUST_LOG)
 CONFIG_VARS=("${WORKER_POOL_VARS[@]}")
+
+# cpu_ticks PID: the process's utime + stime so far, in clock ticks (fields
+# 14 and 15 of its stat; the name in field 2 may hold spaces).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+
+# wrk_scenario SCENARIO URL DURATION: the load of scenario a (GET /tasks/1,
+# keep-alive), b (the same pipelined $PIPELINE deep) or c (POST /tasks)
+# against the server at URL, from one wrk thread with $CONNECTIONS
+# connections pinned to CPU $LOAD_CPU; wrk's output on stdout.
+wrk_scenario() {
+    local script=get.lua path=/tasks/1 depth=1
+    case $1 in
+    b) script=pipeline.lua depth=$PIPELINE ;;
+    c) script=post.lua path=/tasks ;;
+    esac
+    LUA_PATH="$LOAD_DIR/?.lua;;" WRK_CONNECTIONS=$CONNECTIONS WRK_PIPELINE=$depth taskset -c "$LOAD_CPU" \
+        wrk -t1 -c"$CONNECTIONS" -d"$3" --timeout 5s -s "$LOAD_DIR/$script" "$2$path" -- "$depth"
+}
 
 log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 

@@ -214,8 +214,6 @@ cleanup() {
     stop_server
 }
 
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
-
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 
 # TCP connections accepted so far in this network namespace (client and

@@ -59,8 +59,6 @@ declare -A BIN=(
 declare -A PORT_OF=([A]=$PORT [B]=$((PORT + 1)))
 declare -A PID_OF=()
 
-cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
-
 # start SIDE: the server of side A or B, on its port, once it answers.
 start() {
     local side=$1 name=${!1}
@@ -84,15 +82,7 @@ stop() {
 }
 
 # load SIDE SECONDS: one wrk against side's server; its output on stdout.
-load() {
-    local port=${PORT_OF[$1]} script=get.lua path=/tasks/1 depth=1
-    case $SCENARIO in
-    b) script=pipeline.lua depth=$PIPELINE ;;
-    c) script=post.lua path=/tasks ;;
-    esac
-    LUA_PATH="$LOAD_DIR/?.lua;;" WRK_CONNECTIONS=$CONNECTIONS WRK_PIPELINE=$depth taskset -c "$LOAD_CPU" \
-        wrk -t1 -c"$CONNECTIONS" -d"$2" --timeout 5s -s "$LOAD_DIR/$script" "http://127.0.0.1:$port$path" -- "$depth"
-}
+load() { wrk_scenario "$SCENARIO" "http://127.0.0.1:${PORT_OF[$1]}" "$2"; }
 
 # both SECONDS OUT_A OUT_B: both loads at once (waiting for the two wrk
 # only: the servers are children of this shell too).
