@@ -16,7 +16,7 @@ use may::net::TcpStream;
 use crate::server::buffers::{self, Buffers};
 use crate::server::chunked::{ChunkedDecoder, Progress};
 use crate::server::deadlines::{Deadlines, ReadDeadline, Wake};
-use crate::server::head::{self, Framing, Head, HeaderLines, ParsedHead, Refusal};
+use crate::server::head::{self, Framing, Head, HeaderLines, ParsedHead, Refusal, Stop};
 use crate::server::listener::Admission;
 use crate::server::request::Request;
 use crate::server::response::{ConnectionHeader, Response, refusal_bytes, write_refusal};
@@ -334,19 +334,19 @@ impl<T: Transport> Connection<T> {
         let parsed = if worth_parsing {
             head::parse(input, &mut headers)
         } else {
-            Ok(None)
+            Err(Stop::Incomplete)
         };
         // Borrowed where `parse` wrote it, never moved: copying the parse's
         // result out of its `Result` cost two stalled loads (the copy's
         // unaligned reads spanned the parser's writes).
         let request = match &parsed {
-            Ok(Some(request)) => request,
-            Ok(None) if input.len() > limits.max_header_bytes => return Err(Refusal::HeadTooLarge),
-            Ok(None) => {
+            Ok(request) => request,
+            Err(Stop::Incomplete) if input.len() > limits.max_header_bytes => return Err(Refusal::HeadTooLarge),
+            Err(Stop::Incomplete) => {
                 self.head_started.get_or_insert_with(Instant::now);
                 return Ok(Step::NeedMore);
             }
-            Err(refusal) => return Err(*refusal),
+            Err(Stop::Refused(refusal)) => return Err(*refusal),
         };
         let len = request.len;
         if len > limits.max_header_bytes {
@@ -434,7 +434,7 @@ impl<T: Transport> Connection<T> {
             }
         };
         let mut headers = HeaderLines::new();
-        let request = head::parse(&pending.head_bytes, &mut headers)?.ok_or(Refusal::MalformedHead)?;
+        let request = head::parse(&pending.head_bytes, &mut headers).map_err(Stop::of_whole_head)?;
         let after = self.answers.answer(&request, &headers, body, &pending.head);
         self.input.consume(used);
         self.release_body();
@@ -581,7 +581,7 @@ impl<T: Transport> Connection<T> {
         let input = self.input.data();
         if self.pending.is_none()
             && !input.is_empty()
-            && let Err(refusal) = head::parse(input, &mut HeaderLines::new())
+            && let Err(Stop::Refused(refusal)) = head::parse(input, &mut HeaderLines::new())
         {
             return End::Refuse(refusal);
         }

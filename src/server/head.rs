@@ -147,26 +147,34 @@ pub struct ParsedHead<'b> {
 }
 
 /// Parses the head at the start of `buf`, its header lines into `headers`
-/// (emptied first): `Ok(None)` while it is incomplete, and a refusal as
-/// soon as a byte breaks the syntax of RFC 9112 (a bare LF ends a line, as
-/// the RFC allows; leading blank lines are skipped). Syntax and framing are
-/// read in one pass over the bytes.
-pub fn parse<'b>(buf: &'b [u8], headers: &mut HeaderLines<'b>) -> Result<Option<ParsedHead<'b>>, Refusal> {
+/// (emptied first): [`Stop::Incomplete`] while it is incomplete, and a
+/// refusal as soon as a byte breaks the syntax of RFC 9112 (a bare LF ends
+/// a line, as the RFC allows; leading blank lines are skipped). Syntax and
+/// framing are read in one pass over the bytes. The scan's result is
+/// returned as the scan makes it, with no second shape to convert to.
+pub fn parse<'b>(buf: &'b [u8], headers: &mut HeaderLines<'b>) -> Result<ParsedHead<'b>, Stop> {
     headers.clear();
-    let mut scanner = Scanner { buf, at: 0 };
-    match scanner.head(headers) {
-        Ok(parsed) => Ok(Some(parsed)),
-        Err(Stop::Incomplete) => Ok(None),
-        Err(Stop::Refused(refusal)) => Err(refusal),
-    }
+    Scanner { buf, at: 0 }.head(headers)
 }
 
-/// Why a scan stopped before a complete head.
-enum Stop {
+/// Why [`parse`] stopped before a complete head.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
     /// The buffer ends first.
     Incomplete,
     /// A byte breaks the syntax, or the head breaks a limit.
     Refused(Refusal),
+}
+
+impl Stop {
+    /// The refusal of a head that should be whole: one that ends too
+    /// early is malformed.
+    pub fn of_whole_head(self) -> Refusal {
+        match self {
+            Stop::Incomplete => Refusal::MalformedHead,
+            Stop::Refused(refusal) => refusal,
+        }
+    }
 }
 
 const MALFORMED: Stop = Stop::Refused(Refusal::MalformedHead);
@@ -573,7 +581,7 @@ mod tests {
     use super::*;
 
     fn head(raw: &str) -> Result<Head, Refusal> {
-        let parsed = parse(raw.as_bytes(), &mut HeaderLines::new())?.expect("a complete head");
+        let parsed = parse(raw.as_bytes(), &mut HeaderLines::new()).map_err(Stop::of_whole_head)?;
         assert_eq!(parsed.len, raw.len());
         parsed.head
     }
@@ -683,7 +691,7 @@ mod tests {
         ] {
             assert_eq!(
                 parse(bad.as_bytes(), &mut HeaderLines::new()).err(),
-                Some(Refusal::MalformedHead),
+                Some(Stop::Refused(Refusal::MalformedHead)),
                 "{bad:?}"
             );
         }
@@ -717,7 +725,7 @@ mod tests {
     fn own_head(bytes: &[u8]) -> Outcome {
         let mut headers = HeaderLines::new();
         match parse(bytes, &mut headers) {
-            Ok(Some(parsed)) => Ok(Some((
+            Ok(parsed) => Ok(Some((
                 parsed.method.to_owned(),
                 parsed.target.to_owned(),
                 headers
@@ -726,8 +734,8 @@ mod tests {
                     .collect(),
                 parsed.len,
             ))),
-            Ok(None) => Ok(None),
-            Err(_) => Err(()),
+            Err(Stop::Incomplete) => Ok(None),
+            Err(Stop::Refused(_)) => Err(()),
         }
     }
 
