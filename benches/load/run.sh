@@ -63,6 +63,12 @@
 #      or to the hard limit if that is lower and cannot be raised (at least
 #      IDLE_CONNECTIONS+1000), for the client and the servers. One run per
 #      server                                             (rust, go, axum, floor)
+#   s  CPU per request of rust against the floor in a and b measured with
+#      both servers loaded at once (side_by_side.sh, $SIDE_ROUNDS rounds of
+#      5 s each, 32 connections per server): the median ratio and a 95%
+#      interval for it. Runs of one server at a time (a and b above) move by
+#      15% or more with this machine's slow spells; these resolve 1 to 2%.
+#      The targets line below the table reads these           (rust, floor)
 # (There is no g any more: the floor, which g used to add, runs in a b c h.)
 #
 # Metrics per run (a-e, h): requests/s; p50 and p99 latency (wrk's histogram,
@@ -81,8 +87,9 @@
 #
 # Environment: DURATION (10s) REPEATS (3) WARMUP (3s) CONNECTIONS (64)
 #   PIPELINE (16) MEMORY_TASKS (1000000) IDLE_CONNECTIONS (10000)
-#   IDLE_WINDOW (10, seconds) IDLE_NOFILE (30000) BENCH_PORT (18080)
-#   SERVER_CPU (0) LOAD_CPU (1) SCENARIOS ("a b c d e f h i") BASELINE
+#   IDLE_WINDOW (10, seconds) IDLE_NOFILE (30000) SIDE_ROUNDS (10)
+#   BENCH_PORT (18080) SERVER_CPU (0) LOAD_CPU (1) SCENARIOS
+#   ("a b c d e f h i s") BASELINE
 #   (unset: a worker-pool binary to run beside the current one in scenarios
 #   a to e, as "base") ONLY_SERVERS (unset: every server of each scenario;
 #   "rust floor layer" runs only those, for more runs of a close comparison)
@@ -92,7 +99,8 @@
 # table per server; f's and i's tables); every run in target/bench/runs.tsv
 # (scenario, server, rep, req/s, p50 ms, p99 ms, CPU us/req, RSS MiB,
 # requests, non-2xx, socket errors, 2xx share, status, connections/request),
-# f in memory.tsv, i in idle.tsv; wrk and idle.py output and server logs in
+# f in memory.tsv, i in idle.tsv, s in side_by_side-a.md and
+# side_by_side-b.md; wrk and idle.py output and server logs in
 # target/bench/logs/.
 
 set -euo pipefail
@@ -106,16 +114,19 @@ MEMORY_TASKS=${MEMORY_TASKS:-1000000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 IDLE_WINDOW=${IDLE_WINDOW:-10}
 IDLE_NOFILE=${IDLE_NOFILE:-30000}
+SIDE_ROUNDS=${SIDE_ROUNDS:-10}
 PORT=${BENCH_PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
-SCENARIOS=${SCENARIOS:-a b c d e f h i}
+SCENARIOS=${SCENARIOS:-a b c d e f h i s}
 BASELINE=${BASELINE:-}
 ONLY_SERVERS=${ONLY_SERVERS:-}
 
 # shellcheck source=benches/load/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=$OUT/runs.tsv
+# Scenario s: the two summary lines of each side_by_side.sh run.
+SIDE=$OUT/side_by_side.tsv
 MEMORY=$OUT/memory.tsv
 IDLE=$OUT/idle.tsv
 
@@ -500,6 +511,23 @@ median() {
             print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# side_case SCENARIO: rust and the floor side by side (scenario s); one
+# row in side_by_side.tsv: the scenario, the median ratio, the interval's
+# two ends (— with too few rounds) and the summary line.
+side_case() {
+    local scenario=$1 summary interval
+    log "scenario s: $scenario side by side, rust against the floor, $SIDE_ROUNDS rounds"
+    A=rust B=floor SCENARIO=$scenario ROUNDS=$SIDE_ROUNDS BENCH_PORT=$PORT SERVER_CPU=$SERVER_CPU \
+        LOAD_CPU=$LOAD_CPU PIPELINE=$PIPELINE "$LOAD_DIR/side_by_side.sh" >"$LOGS/side-$scenario.txt" 2>&1 ||
+        die "side_by_side.sh failed: $(tail -3 "$LOGS/side-$scenario.txt")"
+    cp "$OUT/side_by_side.md" "$OUT/side_by_side-$scenario.md"
+    summary=$(grep -m1 '^rust/floor CPU per request' "$OUT/side_by_side.md")
+    interval=$(grep -m1 '^95% interval' "$OUT/side_by_side.md" | sed -n 's/.*: \([0-9.]*\) to \([0-9.]*\)$/\1\t\2/p')
+    [[ -n $interval ]] || interval=$'—\t—'
+    printf '%s\t%s\t%s\t%s\n' "$scenario" "$(sed -n 's/.*median of [0-9]* rounds \([0-9.]*\),.*/\1/p' <<<"$summary")" \
+        "$interval" "$summary" >>"$SIDE"
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "—" || b == "—" || b + 0 == 0) print "—"; else printf "%.2f", a / b }'; }
 
 # paired_ratio SCENARIO SERVER PEER COLUMN: the median over repetitions of
@@ -681,6 +709,22 @@ report_idle() {
     }' "$IDLE"
 }
 
+# s: the side-by-side ratios, and the target they decide: CPU per
+# request at most the floor's in a and b. Met when the whole 95% interval
+# is at or below 1.0; "median only" when the median is and the interval
+# reaches above.
+report_side() {
+    echo
+    echo "s: CPU per request of rust against the floor with both loaded at once (side_by_side.sh, $SIDE_ROUNDS rounds"
+    echo "of 5 s, both servers on CPU $SERVER_CPU and both wrk on CPU $LOAD_CPU; rounds in side_by_side-a.md and -b.md)."
+    echo
+    echo "| scenario | rust/floor, median of rounds | 95% interval of the median | target ≤ 1.0 |"
+    echo "|---|---:|---:|---|"
+    awk -F'\t' '{
+        verdict = ($3 == "—") ? "too few rounds" : ($4 + 0 <= 1 ? "met" : ($2 + 0 <= 1 ? "median only" : "missed"))
+        printf "| %s | %s | %s to %s | %s |\n", $1, $2, $3, $4, verdict }' "$SIDE"
+}
+
 report() {
     {
         report_header
@@ -694,12 +738,15 @@ report() {
         fi
         [[ ! -s $MEMORY ]] || report_memory
         [[ ! -s $IDLE ]] || report_idle
+        [[ ! -s $SIDE ]] || report_side
         echo
         echo "Notes: latency is wrk's (coordinated-omission corrected) histogram; with pipelining (b) it is per batch"
         echo "of $PIPELINE, with wrk's correction redone per batch (see report.lua). CPU/request is the server's utime+stime"
         echo "(clock ticks of $((1000000 / CLK_TCK)) µs) over the measured run divided by completed requests, and in c/d"
         echo "includes the workers' share. rust/go and rust/axum are ratios to the two peer ports; CPU rust/floor compares"
         echo "CPU per request with the bare may_minihttp floor (in c the floor answers the same POSTs with its fixed body)."
+        echo "In a and b that ratio moves by 15% or more from run to run with this machine's slow spells; s measures"
+        echo "the two servers at the same time, and is what decides the target of CPU per request at most the floor's."
     } >"$OUT/results.md"
     cat "$OUT/results.md"
 }
@@ -710,6 +757,7 @@ main() {
     : >"$RUNS"
     : >"$MEMORY"
     : >"$IDLE"
+    : >"$SIDE"
     trap cleanup EXIT
     trap 'exit 130' INT TERM
     build
@@ -736,6 +784,9 @@ main() {
         for srv in $(scenario_servers i); do
             idle_case "$srv"
         done
+    fi
+    if [[ " $SCENARIOS " == *" s "* ]]; then
+        for s in a b; do side_case "$s"; done
     fi
     log "done in $((SECONDS - started)) s (after the builds)"
     report
