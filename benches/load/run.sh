@@ -63,12 +63,12 @@
 #      or to the hard limit if that is lower and cannot be raised (at least
 #      IDLE_CONNECTIONS+1000), for the client and the servers. One run per
 #      server                                             (rust, go, axum, floor)
-#   s  CPU per request of rust against the floor in a and b measured with
-#      both servers loaded at once (side_by_side.sh, $SIDE_ROUNDS rounds of
-#      5 s each, 32 connections per server): the median ratio and a 95%
-#      interval for it. Runs of one server at a time (a and b above) move by
-#      15% or more with this machine's slow spells; these resolve 1 to 2%.
-#      The targets line below the table reads these           (rust, floor)
+#   s  CPU per request of rust against the floor in a, b and c measured
+#      with both servers loaded at once (side_by_side.sh, $SIDE_ROUNDS rounds
+#      of 5 s each, 32 connections per server): the median ratio and a 95%
+#      interval for it, against the target (at most 1.0 in a and b, 1.15 in
+#      c). Runs of one server at a time (a, b and c above) move by 15% or
+#      more with this machine's slow spells; these resolve 1%  (rust, floor)
 # (There is no g any more: the floor, which g used to add, runs in a b c h.)
 #
 # Metrics per run (a-e, h): requests/s; p50 and p99 latency (wrk's histogram,
@@ -87,7 +87,7 @@
 #
 # Environment: DURATION (10s) REPEATS (3) WARMUP (3s) CONNECTIONS (64)
 #   PIPELINE (16) MEMORY_TASKS (1000000) IDLE_CONNECTIONS (10000)
-#   IDLE_WINDOW (10, seconds) IDLE_NOFILE (30000) SIDE_ROUNDS (10)
+#   IDLE_WINDOW (10, seconds) IDLE_NOFILE (30000) SIDE_ROUNDS (20)
 #   BENCH_PORT (18080) SERVER_CPU (0) LOAD_CPU (1) SCENARIOS
 #   ("a b c d e f h i s") BASELINE
 #   (unset: a worker-pool binary to run beside the current one in scenarios
@@ -99,8 +99,8 @@
 # table per server; f's and i's tables); every run in target/bench/runs.tsv
 # (scenario, server, rep, req/s, p50 ms, p99 ms, CPU us/req, RSS MiB,
 # requests, non-2xx, socket errors, 2xx share, status, connections/request),
-# f in memory.tsv, i in idle.tsv, s in side_by_side-a.md and
-# side_by_side-b.md; wrk and idle.py output and server logs in
+# f in memory.tsv, i in idle.tsv, s in side_by_side.tsv and
+# side_by_side-{a,b,c}.md; wrk and idle.py output and server logs in
 # target/bench/logs/.
 
 set -euo pipefail
@@ -114,7 +114,7 @@ MEMORY_TASKS=${MEMORY_TASKS:-1000000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 IDLE_WINDOW=${IDLE_WINDOW:-10}
 IDLE_NOFILE=${IDLE_NOFILE:-30000}
-SIDE_ROUNDS=${SIDE_ROUNDS:-10}
+SIDE_ROUNDS=${SIDE_ROUNDS:-20}
 PORT=${BENCH_PORT:-18080}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
@@ -709,20 +709,21 @@ report_idle() {
     }' "$IDLE"
 }
 
-# s: the side-by-side ratios, and the target they decide: CPU per
-# request at most the floor's in a and b. Met when the whole 95% interval
-# is at or below 1.0; "median only" when the median is and the interval
-# reaches above.
+# s: the side-by-side ratios, and the targets they decide: CPU per
+# request at most the floor's in a and b, within 1.15x of it in c. Met
+# when the whole 95% interval is within the target; "median only" when the
+# median is and the interval reaches past it.
 report_side() {
     echo
     echo "s: CPU per request of rust against the floor with both loaded at once (side_by_side.sh, $SIDE_ROUNDS rounds"
-    echo "of 5 s, both servers on CPU $SERVER_CPU and both wrk on CPU $LOAD_CPU; rounds in side_by_side-a.md and -b.md)."
+    echo "of 5 s, both servers on CPU $SERVER_CPU and both wrk on CPU $LOAD_CPU; rounds in side_by_side-{a,b,c}.md)."
     echo
-    echo "| scenario | rust/floor, median of rounds | 95% interval of the median | target ≤ 1.0 |"
-    echo "|---|---:|---:|---|"
-    awk -F'\t' '{
-        verdict = ($3 == "—") ? "too few rounds" : ($4 + 0 <= 1 ? "met" : ($2 + 0 <= 1 ? "median only" : "missed"))
-        printf "| %s | %s | %s to %s | %s |\n", $1, $2, $3, $4, verdict }' "$SIDE"
+    echo "| scenario | rust/floor, median of rounds | 95% interval of the median | target | verdict |"
+    echo "|---|---:|---:|---:|---|"
+    awk -F'\t' -v ta="${TITLE[a]}" -v tb="${TITLE[b]}" -v tc="${TITLE[c]}" 'BEGIN { title["a"] = ta; title["b"] = tb; title["c"] = tc } {
+        target = ($1 == "c") ? 1.15 : 1.0
+        verdict = ($3 == "—") ? "too few rounds" : ($4 + 0 <= target ? "met" : ($2 + 0 <= target ? "median only" : "missed"))
+        printf "| %s %s | %s | %s to %s | at most %.2f | %s |\n", $1, title[$1], $2, $3, $4, target, verdict }' "$SIDE"
 }
 
 report() {
@@ -745,8 +746,8 @@ report() {
         echo "(clock ticks of $((1000000 / CLK_TCK)) µs) over the measured run divided by completed requests, and in c/d"
         echo "includes the workers' share. rust/go and rust/axum are ratios to the two peer ports; CPU rust/floor compares"
         echo "CPU per request with the bare may_minihttp floor (in c the floor answers the same POSTs with its fixed body)."
-        echo "In a and b that ratio moves by 15% or more from run to run with this machine's slow spells; s measures"
-        echo "the two servers at the same time, and is what decides the target of CPU per request at most the floor's."
+        echo "In a, b and c that ratio moves by 15% or more from run to run with this machine's slow spells; s measures"
+        echo "the two servers at the same time, and is what decides the targets against the floor."
     } >"$OUT/results.md"
     cat "$OUT/results.md"
 }
@@ -786,7 +787,7 @@ main() {
         done
     fi
     if [[ " $SCENARIOS " == *" s "* ]]; then
-        for s in a b; do side_case "$s"; done
+        for s in a b c; do side_case "$s"; done
     fi
     log "done in $((SECONDS - started)) s (after the builds)"
     report
