@@ -125,7 +125,7 @@ ONLY_SERVERS=${ONLY_SERVERS:-}
 # shellcheck source=benches/load/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=$OUT/runs.tsv
-# Scenario s: the two summary lines of each side_by_side.sh run.
+# Scenario s: a row per scenario (see side_case).
 SIDE=$OUT/side_by_side.tsv
 MEMORY=$OUT/memory.tsv
 IDLE=$OUT/idle.tsv

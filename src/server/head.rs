@@ -158,7 +158,7 @@ pub fn parse<'b>(buf: &'b [u8], headers: &mut HeaderLines<'b>) -> Result<ParsedH
 }
 
 /// Why [`parse`] stopped before a complete head.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Stop {
     /// The buffer ends first.
     Incomplete,
@@ -581,7 +581,11 @@ mod tests {
     use super::*;
 
     fn head(raw: &str) -> Result<Head, Refusal> {
-        let parsed = parse(raw.as_bytes(), &mut HeaderLines::new()).map_err(Stop::of_whole_head)?;
+        let parsed = match parse(raw.as_bytes(), &mut HeaderLines::new()) {
+            Ok(parsed) => parsed,
+            Err(Stop::Refused(refusal)) => return Err(refusal),
+            Err(Stop::Incomplete) => panic!("an incomplete head: {raw:?}"),
+        };
         assert_eq!(parsed.len, raw.len());
         parsed.head
     }
