@@ -115,22 +115,24 @@ round() {
     echo "${cpu[A]} ${requests[A]} ${cpu[B]} ${requests[B]}"
 }
 
-# The summary of the sorted ratios: their median; an interval that holds
-# the true median with at least 95% confidence, whatever the ratios'
-# distribution (order statistics: the k-th lowest and k-th highest ratio,
-# k the largest for which fewer than k of n rounds fall below the median
-# with probability at most 2.5%); the extremes; and how many rounds are
-# below 1.0.
-SUMMARY='{ v[NR] = $1; below += ($1 < 1) } END {
-    n = NR
-    med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-    printf "%s/%s CPU per request: median of %d rounds %.3f, lowest %.3f, highest %.3f; %d of %d rounds below 1.0\n", a, b, n, med, v[1], v[n], below, n
-    # tail = P(X <= k - 1) for X ~ Binomial(n, 1/2), grown while it stays within 2.5%.
-    k = 0; term = 0.5 ^ n; tail = term
-    while (tail <= 0.025) { k++; term = term * (n - k + 1) / k; tail += term }
-    if (k == 0) { printf "too few rounds for a 95%% interval of the median (at least 6)\n"; exit }
-    printf "95%% interval of the median (rounds %d and %d of %d, sorted; %.1f%% confidence): %.3f to %.3f\n", k, n - k + 1, n, 100 * (1 - 2 * (tail - term)), v[k], v[n - k + 1]
-}'
+# summarize A B: the summary of the ratios A/B on stdin, sorted: their
+# median; an interval that holds the true median with at least 95%
+# confidence, whatever the ratios' distribution (order statistics: the k-th
+# lowest and k-th highest ratio, k the largest for which fewer than k of n
+# rounds fall below the median with probability at most 2.5%); the
+# extremes; and how many rounds are below 1.0.
+summarize() {
+    awk -v a="$1" -v b="$2" '{ v[NR] = $1; below += ($1 < 1) } END {
+        n = NR
+        med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+        printf "%s/%s CPU per request: median of %d rounds %.3f, lowest %.3f, highest %.3f; %d of %d rounds below 1.0\n", a, b, n, med, v[1], v[n], below, n
+        # tail = P(X <= k - 1) for X ~ Binomial(n, 1/2), grown while it stays within 2.5%.
+        k = 0; term = 0.5 ^ n; tail = term
+        while (tail <= 0.025) { k++; term = term * (n - k + 1) / k; tail += term }
+        if (k == 0) { printf "too few rounds for a 95%% interval of the median (at least 6)\n"; exit }
+        printf "95%% interval of the median (rounds %d and %d of %d, sorted; %.1f%% confidence): %.3f to %.3f\n", k, n - k + 1, n, 100 * (1 - 2 * (tail - term)), v[k], v[n - k + 1]
+    }'
+}
 
 main() {
     local tool r
@@ -154,7 +156,7 @@ main() {
             round "$r" | awk -v r="$r" '{ printf "| %d | %.3f | %d | %.3f | %d | %.3f |\n", r, $1, $2, $3, $4, $1 / $3 }'
         done | tee "$OUT/side_by_side.rounds"
         echo
-        awk -F'|' '{ print $7 + 0 }' "$OUT/side_by_side.rounds" | sort -g | awk -v a="$A" -v b="$B" "$SUMMARY"
+        awk -F'|' '{ print $7 + 0 }' "$OUT/side_by_side.rounds" | sort -g | summarize "$A" "$B"
     } | tee "$OUT/side_by_side.md"
 }
 
