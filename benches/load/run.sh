@@ -512,20 +512,16 @@ median() {
 }
 
 # side_case SCENARIO: rust and the floor side by side (scenario s); one
-# row in side_by_side.tsv: the scenario, the median ratio, the interval's
-# two ends (— with too few rounds) and the summary line.
+# row in side_by_side.tsv: the scenario, then side_by_side.sh's summary
+# figures (median, the interval's two ends, rounds below 1.0, rounds).
 side_case() {
-    local scenario=$1 summary interval
+    local scenario=$1
     log "scenario s: $scenario side by side, rust against the floor, $SIDE_ROUNDS rounds"
     A=rust B=floor SCENARIO=$scenario ROUNDS=$SIDE_ROUNDS BENCH_PORT=$PORT SERVER_CPU=$SERVER_CPU \
         LOAD_CPU=$LOAD_CPU PIPELINE=$PIPELINE "$LOAD_DIR/side_by_side.sh" >"$LOGS/side-$scenario.txt" 2>&1 ||
         die "side_by_side.sh failed: $(tail -3 "$LOGS/side-$scenario.txt")"
     cp "$OUT/side_by_side.md" "$OUT/side_by_side-$scenario.md"
-    summary=$(grep -m1 '^rust/floor CPU per request' "$OUT/side_by_side.md")
-    interval=$(grep -m1 '^95% interval' "$OUT/side_by_side.md" | sed -n 's/.*: \([0-9.]*\) to \([0-9.]*\)$/\1\t\2/p')
-    [[ -n $interval ]] || interval=$'—\t—'
-    printf '%s\t%s\t%s\t%s\n' "$scenario" "$(sed -n 's/.*median of [0-9]* rounds \([0-9.]*\),.*/\1/p' <<<"$summary")" \
-        "$interval" "$summary" >>"$SIDE"
+    printf '%s\t%s\n' "$scenario" "$(cat "$OUT/side_by_side.summary")" >>"$SIDE"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "—" || b == "—" || b + 0 == 0) print "—"; else printf "%.2f", a / b }'; }
@@ -718,12 +714,12 @@ report_side() {
     echo "s: CPU per request of rust against the floor with both loaded at once (side_by_side.sh, $SIDE_ROUNDS rounds"
     echo "of 5 s, both servers on CPU $SERVER_CPU and both wrk on CPU $LOAD_CPU; rounds in side_by_side-{a,b,c}.md)."
     echo
-    echo "| scenario | rust/floor, median of rounds | 95% interval of the median | target | verdict |"
-    echo "|---|---:|---:|---:|---|"
+    echo "| scenario | rust/floor, median of rounds | 95% interval of the median | rounds below 1.0 | target | verdict |"
+    echo "|---|---:|---:|---:|---:|---|"
     awk -F'\t' -v ta="${TITLE[a]}" -v tb="${TITLE[b]}" -v tc="${TITLE[c]}" 'BEGIN { title["a"] = ta; title["b"] = tb; title["c"] = tc } {
         target = ($1 == "c") ? 1.15 : 1.0
         verdict = ($3 == "—") ? "too few rounds" : ($4 + 0 <= target ? "met" : ($2 + 0 <= target ? "median only" : "missed"))
-        printf "| %s %s | %s | %s to %s | at most %.2f | %s |\n", $1, title[$1], $2, $3, $4, target, verdict }' "$SIDE"
+        printf "| %s %s | %s | %s to %s | %d of %d | at most %.2f | %s |\n", $1, title[$1], $2, $3, $4, $5, $6, target, verdict }' "$SIDE"
 }
 
 report() {

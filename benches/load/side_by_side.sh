@@ -30,7 +30,10 @@
 # two examples first. Environment: A (rust) B (floor) SCENARIO (b) ROUNDS
 # (10) DURATION (5s) WARMUP (1s) CONNECTIONS (32) PIPELINE (16) BENCH_PORT
 # (18080; B uses the next port) SERVER_CPU (0) LOAD_CPU (1) BASELINE.
-# Output on stdout and in target/bench/side_by_side.md.
+# Output on stdout and in target/bench/side_by_side.md; the summary's
+# figures also in target/bench/side_by_side.summary, one tab-separated
+# line (median, the interval's two ends or — with too few rounds, rounds
+# below 1.0, rounds), for run.sh's scenario s.
 
 set -euo pipefail
 
@@ -120,16 +123,22 @@ round() {
 # confidence, whatever the ratios' distribution (order statistics: the k-th
 # lowest and k-th highest ratio, k the largest for which fewer than k of n
 # rounds fall below the median with probability at most 2.5%); the
-# extremes; and how many rounds are below 1.0.
+# extremes; and how many rounds are below 1.0. The figures also go to
+# $OUT/side_by_side.summary.
 summarize() {
-    awk -v a="$1" -v b="$2" '{ v[NR] = $1; below += ($1 < 1) } END {
+    awk -v a="$1" -v b="$2" -v figures="$OUT/side_by_side.summary" '{ v[NR] = $1; below += ($1 < 1) } END {
         n = NR
         med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
         printf "%s/%s CPU per request: median of %d rounds %.3f, lowest %.3f, highest %.3f; %d of %d rounds below 1.0\n", a, b, n, med, v[1], v[n], below, n
         # tail = P(X <= k - 1) for X ~ Binomial(n, 1/2), grown while it stays within 2.5%.
         k = 0; term = 0.5 ^ n; tail = term
         while (tail <= 0.025) { k++; term = term * (n - k + 1) / k; tail += term }
-        if (k == 0) { printf "too few rounds for a 95%% interval of the median (at least 6)\n"; exit }
+        if (k == 0) {
+            printf "too few rounds for a 95%% interval of the median (at least 6)\n"
+            printf "%.3f\t—\t—\t%d\t%d\n", med, below, n >figures
+            exit
+        }
+        printf "%.3f\t%.3f\t%.3f\t%d\t%d\n", med, v[k], v[n - k + 1], below, n >figures
         printf "95%% interval of the median (rounds %d and %d of %d, sorted; %.1f%% confidence): %.3f to %.3f\n", k, n - k + 1, n, 100 * (1 - 2 * (tail - term)), v[k], v[n - k + 1]
     }'
 }
