@@ -65,7 +65,8 @@
 #      server                                             (rust, go, axum, floor)
 #   s  CPU per request of rust against the floor in a, b and c measured
 #      with both servers loaded at once (side_by_side.sh, $SIDE_ROUNDS rounds
-#      of 5 s each, 32 connections per server): the median ratio and a 95%
+#      of 5 s each after 1 s of warm-up, 32 connections per server, whatever
+#      DURATION, WARMUP and CONNECTIONS are): the median ratio and a 95%
 #      interval for it, against the target (at most 1.0 in a and b, 1.15 in
 #      c). Runs of one server at a time (a, b and c above) move by 15% or
 #      more with this machine's slow spells; these resolve 1%  (rust, floor)
@@ -517,8 +518,12 @@ median() {
 side_case() {
     local scenario=$1
     log "scenario s: $scenario side by side, rust against the floor, $SIDE_ROUNDS rounds"
-    A=rust B=floor SCENARIO=$scenario ROUNDS=$SIDE_ROUNDS BENCH_PORT=$PORT SERVER_CPU=$SERVER_CPU \
-        LOAD_CPU=$LOAD_CPU PIPELINE=$PIPELINE "$LOAD_DIR/side_by_side.sh" >"$LOGS/side-$scenario.txt" 2>&1 ||
+    # Every setting given, so that none of the caller's for the other
+    # scenarios (DURATION, WARMUP, CONNECTIONS) reaches it from the
+    # environment.
+    A=rust B=floor SCENARIO=$scenario ROUNDS=$SIDE_ROUNDS DURATION=5s WARMUP=1s CONNECTIONS=32 \
+        PIPELINE=$PIPELINE BENCH_PORT=$PORT SERVER_CPU=$SERVER_CPU LOAD_CPU=$LOAD_CPU \
+        "$LOAD_DIR/side_by_side.sh" >"$LOGS/side-$scenario.txt" 2>&1 ||
         die "side_by_side.sh failed: $(tail -3 "$LOGS/side-$scenario.txt")"
     cp "$OUT/side_by_side.md" "$OUT/side_by_side-$scenario.md"
     printf '%s\t%s\n' "$scenario" "$(cat "$OUT/side_by_side.summary")" >>"$SIDE"
